@@ -1,0 +1,56 @@
+"""Torch-facing wrappers over the `lightseq_cuda` harness module.
+
+They allocate outputs with torch, pass raw device pointers and the current
+stream to the framework-free launchers, and return torch tensors. Used by the
+GPU tests and the GPU benchmarks (which run where TensorFlow does not).
+"""
+import importlib
+import os
+import sys
+
+import torch
+
+_BUILD = os.environ.get(
+    "LIGHTSEQ_HARNESS_DIR",
+    os.path.join(os.path.dirname(__file__), "..", "..", "build", "harness"))
+sys.path.insert(0, os.path.abspath(_BUILD))
+lc = importlib.import_module("lightseq_cuda")
+
+DTYPES = {torch.float32: lc.FLOAT32, torch.float16: lc.FLOAT16, torch.bfloat16: lc.BFLOAT16}
+
+
+def _stream():
+    return torch.cuda.current_stream().cuda_stream
+
+
+def layer_norm_fwd(x, gamma, beta, eps, out=None):
+    """x: [..., H] -> (y, mean[rows], rstd[rows])."""
+    h = x.shape[-1]
+    rows = x.numel() // h if h else 0
+    y = torch.empty_like(x) if out is None else out[0]
+    mean = torch.empty(rows, dtype=torch.float32, device=x.device) if out is None else out[1]
+    rstd = torch.empty(rows, dtype=torch.float32, device=x.device) if out is None else out[2]
+    lc.layer_norm_fwd(DTYPES[x.dtype], x.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
+                      y.data_ptr(), mean.data_ptr(), rstd.data_ptr(), rows, h, eps, _stream())
+    return y, mean, rstd
+
+
+def layer_norm_bwd_workspace(x):
+    h = x.shape[-1]
+    rows = x.numel() // h
+    n = lc.layer_norm_bwd_workspace_bytes(DTYPES[x.dtype], rows, h)
+    return torch.empty(max(n, 1), dtype=torch.uint8, device=x.device)
+
+
+def layer_norm_bwd(dy, x, mean, rstd, gamma, workspace=None, out=None):
+    """-> (dx, dgamma, dbeta)."""
+    h = x.shape[-1]
+    rows = x.numel() // h
+    ws = layer_norm_bwd_workspace(x) if workspace is None else workspace
+    dx = torch.empty_like(x) if out is None else out[0]
+    dgamma = torch.empty_like(gamma) if out is None else out[1]
+    dbeta = torch.empty_like(gamma) if out is None else out[2]
+    lc.layer_norm_bwd(DTYPES[x.dtype], dy.data_ptr(), x.data_ptr(), mean.data_ptr(),
+                      rstd.data_ptr(), gamma.data_ptr(), dx.data_ptr(), dgamma.data_ptr(),
+                      dbeta.data_ptr(), ws.data_ptr(), rows, h, _stream())
+    return dx, dgamma, dbeta
