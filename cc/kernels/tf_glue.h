@@ -1,0 +1,48 @@
+// Small pieces every OpKernel of ours shares: dtype mapping to the cuda/ API
+// and turning a launcher's cudaError_t into a TensorFlow status.
+#pragma once
+
+#include <string>
+
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/types.h"
+
+#include "lightseq/dtype.h"
+
+namespace lightseq_tf {
+
+template <typename T>
+struct CudaDType;
+template <>
+struct CudaDType<float> {
+  static constexpr lightseq::DType value = lightseq::DType::kFloat32;
+};
+template <>
+struct CudaDType<Eigen::half> {
+  static constexpr lightseq::DType value = lightseq::DType::kFloat16;
+};
+template <>
+struct CudaDType<Eigen::bfloat16> {
+  static constexpr lightseq::DType value = lightseq::DType::kBFloat16;
+};
+
+// "[2,3,4]" for error messages.
+inline std::string ShapeStr(const tensorflow::TensorShape& s) {
+  return s.DebugString();
+}
+
+}  // namespace lightseq_tf
+
+#if GOOGLE_CUDA
+#include <cuda_runtime_api.h>
+// A launcher failure after validation is an internal error (or a sticky CUDA
+// error from earlier work on the device); name the launcher and the CUDA error.
+#define LIGHTSEQ_OP_REQUIRES_CUDA(ctx, expr, what)                               \
+  do {                                                                           \
+    const cudaError_t lightseq_err_ = (expr);                                    \
+    OP_REQUIRES(ctx, lightseq_err_ == cudaSuccess,                               \
+                tensorflow::errors::Internal(what, " failed: ",                  \
+                                             cudaGetErrorName(lightseq_err_), " (", \
+                                             cudaGetErrorString(lightseq_err_), ")")); \
+  } while (0)
+#endif

@@ -1,0 +1,57 @@
+"""Loads the op library once, after checking it was built for this TensorFlow.
+
+A custom-op library is tied to the exact TensorFlow ABI it was compiled
+against; loading it under another version fails deep inside the dynamic
+linker ("undefined symbol: _ZN10tensorflow..."). We record the version at
+build time and refuse early with a message that says what to do.
+"""
+import glob
+import os
+import threading
+
+import tensorflow as tf
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_lock = threading.Lock()
+_ops = None
+
+
+class VersionMismatchError(ImportError):
+    pass
+
+
+def _major_minor(version):
+    return tuple(version.split(".")[:2])
+
+
+def check_tf_version(built_for, running=None):
+    running = running or tf.__version__
+    if _major_minor(built_for) != _major_minor(running):
+        raise VersionMismatchError(
+            "lightseq_tf's op library was built for TensorFlow %s, but TensorFlow %s is "
+            "installed. Rebuild it against the installed TensorFlow: "
+            "pip install --no-build-isolation --no-binary lightseq-tf --force-reinstall "
+            "lightseq-tf (or, from a source checkout, pip install --no-build-isolation .)"
+            % (built_for, running))
+
+
+def library_path():
+    found = sorted(glob.glob(os.path.join(_PKG_DIR, "_lightseq_ops*.so")))
+    if not found:
+        raise ImportError(
+            "lightseq_tf's op library (_lightseq_ops*.so) is missing from %s: the package was "
+            "not built. Install with pip install --no-build-isolation . (or run "
+            "python -m build_tools.build --inplace in a source checkout)." % _PKG_DIR)
+    return found[0]
+
+
+def ops():
+    """The loaded op module (generated Python wrappers for our ops)."""
+    global _ops
+    if _ops is None:
+        with _lock:
+            if _ops is None:
+                from lightseq_tf import _build_info
+                check_tf_version(_build_info.TF_VERSION)
+                _ops = tf.load_op_library(library_path())
+    return _ops
