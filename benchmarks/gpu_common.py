@@ -5,14 +5,14 @@ inputs rotate over enough buffer sets to exceed the L2 cache so every run
 reads device memory; the copy bandwidth that turns bytes into a floor time is
 measured in the same process.
 """
-import json
 import os
-import platform
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "gpu"))
+
+from report import chart, save, table  # noqa: E402,F401  (re-exported for the gpu_* scripts)
 
 
 def median_ms(fn, iters=30, warmup=5, inner=20):
@@ -65,41 +65,3 @@ def copy_bandwidth():
 def device_name():
     p = torch.cuda.get_device_properties(0)
     return f"{p.name} ({p.multi_processor_count} SMs), torch {torch.__version__}"
-
-
-def save(rows, name, out_dir):
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, f"{name}.json")
-    with open(path, "w") as f:
-        json.dump({"host": platform.node(), "rows": rows}, f, indent=1)
-    return path
-
-
-def chart(rows, name, out_dir, title):
-    """Bar chart of ours vs torch vs bytes floor per case (ms, lower is better)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [f"{r['name']}\n{r['dtype']} {r['shape']}" for r in rows]
-    keys = [k for k in ("ours_ms", "torch_ms", "bytes_floor_ms") if all(k in r for r in rows)]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows)), 4))
-    w = 0.8 / len(keys)
-    for j, k in enumerate(keys):
-        ax.bar([i + j * w for i in range(len(rows))], [r[k] for r in rows], w, label=k)
-    ax.set_xticks([i + w * (len(keys) - 1) / 2 for i in range(len(rows))])
-    ax.set_xticklabels(labels, fontsize=7)
-    ax.set_ylabel("ms (median)")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    path = os.path.join(out_dir, f"{name}.png")
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def table(rows, cols):
-    out = [" | ".join(cols)]
-    for r in rows:
-        out.append(" | ".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
-    return "\n".join(out)

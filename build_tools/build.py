@@ -26,6 +26,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB_NAME = "_lightseq_ops"
+# What tf.sysconfig.get_build_info() lists for the TF 2.21 GPU build.
+TF_GPU_DEFAULT_CAPS = ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"]
 
 
 class BuildError(RuntimeError):
@@ -33,6 +35,7 @@ class BuildError(RuntimeError):
 
 
 def tf_config():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up log out of build output
     try:
         import tensorflow as tf
     except ImportError as e:  # pragma: no cover - exercised by users, not tests
@@ -84,8 +87,14 @@ def gencode_flags(nvcc, tf_caps):
     if env:
         caps = sorted({int(a) for a in re.split(r"[;, ]+", env.strip()) if a})
     else:
-        caps = sorted({int(c.split("_")[1]) for c in tf_caps} | {90})
+        # tensorflow-cpu reports no capabilities; its GPU twin of the same
+        # version (same ABI) is what the library will run under.
+        caps = sorted({int(c.split("_")[1]) for c in (tf_caps or TF_GPU_DEFAULT_CAPS)} | {90})
     archs = [c for c in caps if "sm_%d" % c in supported]
+    skipped = [c for c in caps if c not in archs]
+    if skipped:
+        print("[lightseq_tf build] nvcc %s cannot target sm_%s; skipped" % (
+            nvcc, ", sm_".join(map(str, skipped))), flush=True)
     if not archs:
         raise BuildError("nvcc supports none of the compute capabilities %s" % caps)
     flags = []
@@ -126,20 +135,18 @@ def build(out_path, build_dir=None, verbose=True):
 
     cxx = os.environ.get("CXX", "g++")
     cxxflags = tf["cflags"] + ["-O3", "-fPIC", "-Wno-deprecated-declarations",
-                               "-I" + ROOT, "-I" + os.path.join(ROOT, "cuda", "include"),
-                               # cudaStream_t / cudaError_t for the launcher API: TF's own
-                               # copy of the CUDA headers (present in CPU builds too).
-                               "-I" + os.path.join(tf["include"], "third_party", "gpus", "cuda",
-                                                   "include")]
+                               "-I" + ROOT, "-I" + os.path.join(ROOT, "cuda", "include")]
     jobs = []  # (cmd, obj, src)
     objs = []
     info = {"tf_version": tf["version"], "cuda": None, "cuda_archs": [], "tf_cuda": tf["cuda_version"]}
     if nvcc:
-        cxxflags += ["-DGOOGLE_CUDA=1", "-DEIGEN_USE_GPU"]
+        cuda_home = os.path.dirname(os.path.dirname(nvcc))
+        # The GPU OpKernels see the toolkit's headers (cudaStream_t for the
+        # launcher API; Eigen's GPU device wants cuda_runtime.h).
+        cxxflags += ["-DGOOGLE_CUDA=1", "-DEIGEN_USE_GPU", "-I" + os.path.join(cuda_home, "include")]
         gencode, archs = gencode_flags(nvcc, tf["cuda_caps"])
         major, minor = nvcc_version(nvcc)
         info.update(cuda="%d.%d" % (major, minor), cuda_archs=archs)
-        cuda_home = os.path.dirname(os.path.dirname(nvcc))
         for src in cu:
             obj = os.path.join(build_dir, src.replace("/", "_") + ".o")
             cmd = [nvcc, "-O3", "-std=c++17", "-Xcompiler", "-fPIC", "-I" + os.path.join(ROOT, "cuda", "include"),

@@ -5,11 +5,14 @@
 
 #include "cc/kernels/cpu/layer_norm_cpu.h"
 #include "cc/kernels/tf_glue.h"
-#include "lightseq/layer_norm.h"
+#include "lightseq/limits.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/util/work_sharder.h"
+#if GOOGLE_CUDA
+#include "lightseq/layer_norm.h"
+#endif
 
 namespace lightseq_tf {
 

@@ -26,6 +26,7 @@ using detail::load_vec;
 using detail::row_allreduce_sum;
 using detail::store_vec;
 using detail::to_float;
+using detail::Vec;
 
 constexpr int kMaxThreads = 1024;
 // Rows of up to kWarpRowVecs vectors are owned by one warp, kWarpRows rows per
@@ -36,7 +37,10 @@ constexpr int kWarpRowVecs = 128;
 // writes one row of float32 partials for dgamma and one for dbeta, so this
 // caps that traffic (512 * hidden * 8 bytes) while leaving >= 8 rows per warp
 // to amortise it at the sizes that matter (16k tokens).
-constexpr int kMaxBwdBlocks = 512;
+#ifndef LIGHTSEQ_LN_MAX_BWD_BLOCKS  // compile-time tuning knob (benchmarks)
+#define LIGHTSEQ_LN_MAX_BWD_BLOCKS 512
+#endif
+constexpr int kMaxBwdBlocks = LIGHTSEQ_LN_MAX_BWD_BLOCKS;
 
 struct Plan {
   int vec;    // elements per access
@@ -171,13 +175,6 @@ ln_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
       }
     }
 
-  float g[SLOTS][VEC];
-#pragma unroll
-  for (int s = 0; s < SLOTS; ++s) {
-    const int i = s * blockDim.x + threadIdx.x;
-    if (i < nv) load_vec<T, VEC>(gamma + i * VEC, g[s]);
-  }
-
   const int64_t stride = (int64_t)gridDim.x * blockDim.y;
   // The loop bound is uniform across a row's threads, so the barriers inside
   // row_allreduce_sum (block rows only) are reached by all of them.
@@ -186,28 +183,40 @@ ln_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
     const float m = mean[row], r = rstd[row];
     const T* xr = x + row * hidden;
     const T* dyr = dy + row * hidden;
-    float xh[SLOTS][VEC], gd[SLOTS][VEC];
+    // The row stays in registers in its storage type (half the registers of
+    // float for 16-bit types) and is re-expanded after the reduction; gamma
+    // is re-read from L1 rather than pinned in registers. Fewer registers,
+    // more resident warps, more loads in flight.
+    Vec<T, VEC> xv[SLOTS], dv[SLOTS];
+#pragma unroll
+    for (int s = 0; s < SLOTS; ++s) {
+      const int i = s * blockDim.x + threadIdx.x;
+      if (i < nv) {
+        xv[s] = *reinterpret_cast<const Vec<T, VEC>*>(xr + i * VEC);
+        dv[s] = *reinterpret_cast<const Vec<T, VEC>*>(dyr + i * VEC);
+      }
+    }
     float s1 = 0.f, s2 = 0.f;
 #pragma unroll
     for (int s = 0; s < SLOTS; ++s) {
       const int i = s * blockDim.x + threadIdx.x;
       if (i < nv) {
-        float dv[VEC];
-        load_vec<T, VEC>(xr + i * VEC, xh[s]);
-        load_vec<T, VEC>(dyr + i * VEC, dv);
+        float g[VEC];
+        load_vec<T, VEC>(gamma + i * VEC, g);
 #pragma unroll
         for (int k = 0; k < VEC; ++k) {
-          xh[s][k] = (xh[s][k] - m) * r;
-          gd[s][k] = dv[k] * g[s][k];
+          const float d = to_float<T>(dv[s].v[k]);
+          const float xh = (to_float<T>(xv[s].v[k]) - m) * r;
+          const float gd = d * g[k];
           if constexpr (WARP_ROWS) {
-            wg[(s * VEC + k) * 32 + threadIdx.x] += dv[k] * xh[s][k];
-            wb[(s * VEC + k) * 32 + threadIdx.x] += dv[k];
+            wg[(s * VEC + k) * 32 + threadIdx.x] += d * xh;
+            wb[(s * VEC + k) * 32 + threadIdx.x] += d;
           } else {
-            acc_g[s][k] += dv[k] * xh[s][k];
-            acc_b[s][k] += dv[k];
+            acc_g[s][k] += d * xh;
+            acc_b[s][k] += d;
           }
-          s1 += gd[s][k];
-          s2 += gd[s][k] * xh[s][k];
+          s1 += gd;
+          s2 += gd * xh;
         }
       }
     }
@@ -218,9 +227,13 @@ ln_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
     for (int s = 0; s < SLOTS; ++s) {
       const int i = s * blockDim.x + threadIdx.x;
       if (i < nv) {
-        float o[VEC];
+        float g[VEC], o[VEC];
+        load_vec<T, VEC>(gamma + i * VEC, g);
 #pragma unroll
-        for (int k = 0; k < VEC; ++k) o[k] = r * (gd[s][k] - c1 - xh[s][k] * c2);
+        for (int k = 0; k < VEC; ++k) {
+          const float xh = (to_float<T>(xv[s].v[k]) - m) * r;
+          o[k] = r * (to_float<T>(dv[s].v[k]) * g[k] - c1 - xh * c2);
+        }
         store_vec<T, VEC>(dxr + i * VEC, o);
       }
     }

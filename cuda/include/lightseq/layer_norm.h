@@ -16,11 +16,9 @@
 #include <cuda_runtime_api.h>
 
 #include "lightseq/dtype.h"
+#include "lightseq/limits.h"
 
 namespace lightseq {
-
-// Largest hidden size the GPU kernels accept (the row lives in registers).
-constexpr int kLayerNormMaxHidden = 16384;
 
 cudaError_t layer_norm_fwd(DType dtype, const void* x, const void* gamma,
                            const void* beta, void* y, float* mean, float* rstd,
