@@ -65,3 +65,21 @@ def copy_bandwidth():
 def device_name():
     p = torch.cuda.get_device_properties(0)
     return f"{p.name} ({p.multi_processor_count} SMs), torch {torch.__version__}"
+
+
+def kernel_breakdown(fn, label, iters=20):
+    """Per-kernel average device time (us) of fn, from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+    print(f"-- kernels: {label}")
+    for ev in prof.key_averages():
+        if ev.device_type == torch.autograd.DeviceType.CUDA or getattr(ev, "device_time_total", 0):
+            dt = getattr(ev, "device_time_total", 0) / max(ev.count, 1)
+            if dt > 0:
+                print(f"   {dt:8.2f} us x{ev.count // iters:<3d} {ev.key[:90]}")

@@ -207,7 +207,9 @@ ln_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
         for (int k = 0; k < VEC; ++k) {
           const float d = to_float<T>(dv[s].v[k]);
           const float xh = (to_float<T>(xv[s].v[k]) - m) * r;
-          const float gd = d * g[k];
+          // Rounded product (no FMA contraction) so both phases see the same
+          // value: a constant row (e.g. H == 1) then gives dx == 0 exactly.
+          const float gd = __fmul_rn(d, g[k]);
           if constexpr (WARP_ROWS) {
             wg[(s * VEC + k) * 32 + threadIdx.x] += d * xh;
             wb[(s * VEC + k) * 32 + threadIdx.x] += d;
@@ -232,7 +234,7 @@ ln_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
 #pragma unroll
         for (int k = 0; k < VEC; ++k) {
           const float xh = (to_float<T>(xv[s].v[k]) - m) * r;
-          o[k] = r * (to_float<T>(dv[s].v[k]) * g[k] - c1 - xh * c2);
+          o[k] = r * (__fmul_rn(to_float<T>(dv[s].v[k]), g[k]) - c1 - xh * c2);
         }
         store_vec<T, VEC>(dxr + i * VEC, o);
       }
