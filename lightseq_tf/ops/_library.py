@@ -29,10 +29,20 @@ def check_tf_version(built_for, running=None):
     if _major_minor(built_for) != _major_minor(running):
         raise VersionMismatchError(
             "lightseq_tf's op library was built for TensorFlow %s, but TensorFlow %s is "
-            "installed. Rebuild it against the installed TensorFlow: "
-            "pip install --no-build-isolation --no-binary lightseq-tf --force-reinstall "
-            "lightseq-tf (or, from a source checkout, pip install --no-build-isolation .)"
+            "installed. Rebuild lightseq_tf against the installed TensorFlow, from its source "
+            "checkout or sdist: pip install --no-build-isolation --force-reinstall --no-deps <path>"
             % (built_for, running))
+
+
+def _check_at_import():
+    """Refuse at `import lightseq_tf`, not at the first op call, when the
+    library was built for another TensorFlow (an unbuilt tree is reported by
+    ops() instead, so build tools can still import the package)."""
+    try:
+        from lightseq_tf import _build_info
+    except ImportError:
+        return
+    check_tf_version(_build_info.TF_VERSION)
 
 
 def library_path():
@@ -55,3 +65,6 @@ def ops():
                 check_tf_version(_build_info.TF_VERSION)
                 _ops = tf.load_op_library(library_path())
     return _ops
+
+
+_check_at_import()

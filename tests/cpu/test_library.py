@@ -19,7 +19,7 @@ def test_other_tensorflow_version_gets_a_rebuild_message():
         _library.check_tf_version("2.99.0", running="2.21.0")
     msg = str(e.value)
     assert "built for TensorFlow 2.99.0" in msg and "TensorFlow 2.21.0 is installed" in msg
-    assert "pip install --no-build-isolation" in msg
+    assert "pip install --no-build-isolation --force-reinstall" in msg
 
 
 def test_patch_releases_are_compatible():
