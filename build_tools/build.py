@@ -169,12 +169,15 @@ def build(out_path, build_dir=None, verbose=True):
             if verbose:
                 print("[lightseq_tf build] %-45s %6.1f s" % (what, secs), flush=True)
 
-    link = [cxx, "-shared", "-o", out_path] + objs + tf["lflags"]
+    link = [cxx, "-shared", "-o", out_path] + objs
     if nvcc:
-        cuda_lib = os.path.join(cuda_home, "lib64")
         # Static CUDA runtime: the library loads on machines without CUDA (CPU
-        # users) and does not depend on which libcudart TensorFlow found.
-        link += ["-L" + cuda_lib, "-l:libcudart_static.a", "-ldl", "-lrt", "-lpthread"]
+        # users) and does not depend on which libcudart TensorFlow found. It
+        # goes before TensorFlow's library: some TF builds export cudart-like
+        # symbols (__cudaLaunchKernel, ...) that would otherwise win the link.
+        link += ["-L" + os.path.join(cuda_home, "lib64"), "-l:libcudart_static.a", "-ldl", "-lrt",
+                 "-lpthread"]
+    link += tf["lflags"]
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     _run(link, "link " + os.path.basename(out_path))
     info["build_seconds"] = round(time.time() - t_start, 1)

@@ -61,8 +61,7 @@ def ops():
     if _ops is None:
         with _lock:
             if _ops is None:
-                from lightseq_tf import _build_info
-                check_tf_version(_build_info.TF_VERSION)
+                _check_at_import()  # no-op for a library built outside setup.py (Bazel)
                 _ops = tf.load_op_library(library_path())
     return _ops
 
