@@ -5,6 +5,7 @@
 #include <string>
 
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/types.h"
 
 #include "lightseq/dtype.h"
@@ -29,6 +30,21 @@ struct CudaDType<Eigen::bfloat16> {
 // "[2,3,4]" for error messages.
 inline std::string ShapeStr(const tensorflow::TensorShape& s) {
   return s.DebugString();
+}
+
+inline absl::Status CheckDropoutRate(float rate) {
+  if (!(rate >= 0.f && rate < 1.f))
+    return tensorflow::errors::InvalidArgument("rate must be in [0, 1), got ", rate);
+  return absl::OkStatus();
+}
+
+// The stateless dropout seed: a scalar int64 tensor (in host memory).
+inline absl::Status ReadSeed(const tensorflow::Tensor& seed, uint64_t* out) {
+  if (!tensorflow::TensorShapeUtils::IsScalar(seed.shape()))
+    return tensorflow::errors::InvalidArgument("seed must be a scalar int64, got shape ",
+                                               ShapeStr(seed.shape()));
+  *out = static_cast<uint64_t>(seed.scalar<int64_t>()());
+  return absl::OkStatus();
 }
 
 }  // namespace lightseq_tf

@@ -9,6 +9,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "lightseq/bias_act_dropout.h"
+#include "lightseq/bias_dropout_residual.h"
+#include "lightseq/dropout.h"
 #include "lightseq/layer_norm.h"
 
 namespace py = pybind11;
@@ -25,6 +28,11 @@ void check(cudaError_t err, const char* what) {
 template <typename P>
 P ptr(std::uintptr_t p) {
   return reinterpret_cast<P>(p);
+}
+
+lightseq::Activation to_act(int a) {
+  if (a < 0 || a > 2) throw std::invalid_argument("act must be 0 (relu), 1 (gelu), 2 (gelu_tanh)");
+  return static_cast<lightseq::Activation>(a);
 }
 
 DType to_dtype(int d) {
@@ -82,4 +90,81 @@ PYBIND11_MODULE(lightseq_cuda, m) {
       py::arg("rstd"), py::arg("gamma"), py::arg("dx"), py::arg("dgamma"),
       py::arg("dbeta"), py::arg("workspace"), py::arg("rows"), py::arg("hidden"),
       py::arg("stream"));
+
+  // ---- dropout family (seeds are passed as Python ints, taken modulo 2^64)
+  m.def(
+      "dropout_fwd",
+      [](int dtype, std::uintptr_t x, std::uintptr_t y, int64_t n, uint64_t seed, float rate,
+         std::uintptr_t stream) {
+        check(lightseq::dropout_fwd(to_dtype(dtype), ptr<const void*>(x), ptr<void*>(y), n, seed,
+                                    rate, ptr<cudaStream_t>(stream)),
+              "dropout_fwd");
+      },
+      py::arg("dtype"), py::arg("x"), py::arg("y"), py::arg("n"), py::arg("seed"),
+      py::arg("rate"), py::arg("stream"));
+
+  m.def(
+      "bias_dropout_residual_fwd",
+      [](int dtype, std::uintptr_t x, std::uintptr_t bias, std::uintptr_t residual,
+         std::uintptr_t y, int64_t rows, int64_t hidden, uint64_t seed, float rate,
+         std::uintptr_t stream) {
+        check(lightseq::bias_dropout_residual_fwd(
+                  to_dtype(dtype), ptr<const void*>(x), ptr<const void*>(bias),
+                  ptr<const void*>(residual), ptr<void*>(y), rows, hidden, seed, rate,
+                  ptr<cudaStream_t>(stream)),
+              "bias_dropout_residual_fwd");
+      },
+      py::arg("dtype"), py::arg("x"), py::arg("bias"), py::arg("residual"), py::arg("y"),
+      py::arg("rows"), py::arg("hidden"), py::arg("seed"), py::arg("rate"), py::arg("stream"));
+
+  m.def("bias_dropout_residual_bwd_workspace_bytes",
+        [](int dtype, int64_t rows, int64_t hidden) {
+          return lightseq::bias_dropout_residual_bwd_workspace_bytes(to_dtype(dtype), rows,
+                                                                     hidden);
+        });
+
+  m.def(
+      "bias_dropout_residual_bwd",
+      [](int dtype, std::uintptr_t dy, std::uintptr_t dx, std::uintptr_t dbias,
+         std::uintptr_t workspace, int64_t rows, int64_t hidden, uint64_t seed, float rate,
+         std::uintptr_t stream) {
+        check(lightseq::bias_dropout_residual_bwd(to_dtype(dtype), ptr<const void*>(dy),
+                                                  ptr<void*>(dx), ptr<void*>(dbias),
+                                                  ptr<void*>(workspace), rows, hidden, seed, rate,
+                                                  ptr<cudaStream_t>(stream)),
+              "bias_dropout_residual_bwd");
+      },
+      py::arg("dtype"), py::arg("dy"), py::arg("dx"), py::arg("dbias"), py::arg("workspace"),
+      py::arg("rows"), py::arg("hidden"), py::arg("seed"), py::arg("rate"), py::arg("stream"));
+
+  m.def(
+      "bias_act_dropout_fwd",
+      [](int dtype, int act, std::uintptr_t x, std::uintptr_t bias, std::uintptr_t y,
+         int64_t rows, int64_t hidden, uint64_t seed, float rate, std::uintptr_t stream) {
+        check(lightseq::bias_act_dropout_fwd(to_dtype(dtype), to_act(act), ptr<const void*>(x),
+                                             ptr<const void*>(bias), ptr<void*>(y), rows, hidden,
+                                             seed, rate, ptr<cudaStream_t>(stream)),
+              "bias_act_dropout_fwd");
+      },
+      py::arg("dtype"), py::arg("act"), py::arg("x"), py::arg("bias"), py::arg("y"),
+      py::arg("rows"), py::arg("hidden"), py::arg("seed"), py::arg("rate"), py::arg("stream"));
+
+  m.def("bias_act_dropout_bwd_workspace_bytes", [](int dtype, int64_t rows, int64_t hidden) {
+    return lightseq::bias_act_dropout_bwd_workspace_bytes(to_dtype(dtype), rows, hidden);
+  });
+
+  m.def(
+      "bias_act_dropout_bwd",
+      [](int dtype, int act, std::uintptr_t dy, std::uintptr_t x, std::uintptr_t bias,
+         std::uintptr_t dx, std::uintptr_t dbias, std::uintptr_t workspace, int64_t rows,
+         int64_t hidden, uint64_t seed, float rate, std::uintptr_t stream) {
+        check(lightseq::bias_act_dropout_bwd(
+                  to_dtype(dtype), to_act(act), ptr<const void*>(dy), ptr<const void*>(x),
+                  ptr<const void*>(bias), ptr<void*>(dx), ptr<void*>(dbias),
+                  ptr<void*>(workspace), rows, hidden, seed, rate, ptr<cudaStream_t>(stream)),
+              "bias_act_dropout_bwd");
+      },
+      py::arg("dtype"), py::arg("act"), py::arg("dy"), py::arg("x"), py::arg("bias"),
+      py::arg("dx"), py::arg("dbias"), py::arg("workspace"), py::arg("rows"), py::arg("hidden"),
+      py::arg("seed"), py::arg("rate"), py::arg("stream"));
 }

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "column_reduce.cuh"
 #include "common.cuh"
 
 namespace lightseq {
@@ -274,37 +275,6 @@ ln_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
   }
 }
 
-// Column sums of the [parts, hidden] partials: 32 columns per block, 32 row
-// stripes per column, then a fixed-order reduction through shared memory.
-template <typename T>
-__global__ void ln_param_grad_kernel(const float* __restrict__ part_g,
-                                     const float* __restrict__ part_b,
-                                     int64_t parts, int hidden,
-                                     T* __restrict__ dgamma,
-                                     T* __restrict__ dbeta) {
-  __shared__ float sg[32][33], sb[32][33];
-  const int col = blockIdx.x * 32 + threadIdx.x;
-  float g = 0.f, b = 0.f;
-  if (col < hidden) {
-    for (int64_t p = threadIdx.y; p < parts; p += 32) {
-      g += part_g[p * hidden + col];
-      b += part_b[p * hidden + col];
-    }
-  }
-  sg[threadIdx.y][threadIdx.x] = g;
-  sb[threadIdx.y][threadIdx.x] = b;
-  __syncthreads();
-  // Warp y reduces column y of this block: lane x reads stripe x.
-  g = sg[threadIdx.x][threadIdx.y];
-  b = sb[threadIdx.x][threadIdx.y];
-  const float2 t = detail::warp_allreduce_sum(make_float2(g, b));
-  const int out = blockIdx.x * 32 + threadIdx.y;
-  if (threadIdx.x == 0 && out < hidden) {
-    dgamma[out] = from_float<T>(t.x);
-    dbeta[out] = from_float<T>(t.y);
-  }
-}
-
 int64_t bwd_blocks(int64_t rows, const Plan& p) {
   const int64_t need = (rows + p.rpb - 1) / p.rpb;
   return std::max<int64_t>(1, std::min<int64_t>(need, kMaxBwdBlocks));
@@ -384,9 +354,7 @@ cudaError_t bwd_impl(const T* dy, const T* x, const float* mean,
     if (err != cudaSuccess) return err;
   }
   const float* part_b = part_g + parts * hidden;
-  ln_param_grad_kernel<T><<<(hidden + 31) / 32, dim3(32, 32), 0, stream>>>(
-      part_g, part_b, parts, hidden, dgamma, dbeta);
-  return cudaGetLastError();
+  return detail::column_sum<T>(part_g, part_b, parts, hidden, dgamma, dbeta, stream);
 }
 
 bool valid(int64_t rows, int hidden) {

@@ -4,6 +4,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "common"))  # numpy Philox reference
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():

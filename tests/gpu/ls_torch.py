@@ -54,3 +54,66 @@ def layer_norm_bwd(dy, x, mean, rstd, gamma, workspace=None, out=None):
                       rstd.data_ptr(), gamma.data_ptr(), dx.data_ptr(), dgamma.data_ptr(),
                       dbeta.data_ptr(), ws.data_ptr(), rows, h, _stream())
     return dx, dgamma, dbeta
+
+
+ACTS = {"relu": 0, "gelu": 1, "gelu_tanh": 2}
+
+
+def _rows_hidden(x):
+    h = x.shape[-1] if x.dim() else 1
+    return (x.numel() // h if h else 0), h
+
+
+def _seed(seed):
+    return int(seed) % (1 << 64)
+
+
+def dropout(x, rate, seed, out=None):
+    y = torch.empty_like(x) if out is None else out
+    lc.dropout_fwd(DTYPES[x.dtype], x.data_ptr(), y.data_ptr(), x.numel(), _seed(seed), rate,
+                   _stream())
+    return y
+
+
+def bias_dropout_residual(x, bias, residual, rate, seed, out=None):
+    rows, h = _rows_hidden(x)
+    y = torch.empty_like(x) if out is None else out
+    lc.bias_dropout_residual_fwd(DTYPES[x.dtype], x.data_ptr(), bias.data_ptr(),
+                                 residual.data_ptr(), y.data_ptr(), rows, h, _seed(seed), rate,
+                                 _stream())
+    return y
+
+
+def bias_dropout_residual_bwd(dy, rate, seed, workspace=None, out=None):
+    """-> (dx, dbias)"""
+    rows, h = _rows_hidden(dy)
+    ws = workspace if workspace is not None else torch.empty(
+        max(1, lc.bias_dropout_residual_bwd_workspace_bytes(DTYPES[dy.dtype], rows, h)),
+        dtype=torch.uint8, device=dy.device)
+    dx = torch.empty_like(dy) if out is None else out[0]
+    db = torch.empty(h, dtype=dy.dtype, device=dy.device) if out is None else out[1]
+    lc.bias_dropout_residual_bwd(DTYPES[dy.dtype], dy.data_ptr(), dx.data_ptr(), db.data_ptr(),
+                                 ws.data_ptr(), rows, h, _seed(seed), rate, _stream())
+    return dx, db
+
+
+def bias_act_dropout(x, bias, rate, seed, act="relu", out=None):
+    rows, h = _rows_hidden(x)
+    y = torch.empty_like(x) if out is None else out
+    lc.bias_act_dropout_fwd(DTYPES[x.dtype], ACTS[act], x.data_ptr(), bias.data_ptr(),
+                            y.data_ptr(), rows, h, _seed(seed), rate, _stream())
+    return y
+
+
+def bias_act_dropout_bwd(dy, x, bias, rate, seed, act="relu", workspace=None, out=None):
+    """-> (dx, dbias)"""
+    rows, h = _rows_hidden(x)
+    ws = workspace if workspace is not None else torch.empty(
+        max(1, lc.bias_act_dropout_bwd_workspace_bytes(DTYPES[x.dtype], rows, h)),
+        dtype=torch.uint8, device=x.device)
+    dx = torch.empty_like(x) if out is None else out[0]
+    db = torch.empty(h, dtype=x.dtype, device=x.device) if out is None else out[1]
+    lc.bias_act_dropout_bwd(DTYPES[x.dtype], ACTS[act], dy.data_ptr(), x.data_ptr(),
+                            bias.data_ptr(), dx.data_ptr(), db.data_ptr(), ws.data_ptr(), rows, h,
+                            _seed(seed), rate, _stream())
+    return dx, db

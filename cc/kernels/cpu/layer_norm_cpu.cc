@@ -5,13 +5,10 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "cc/kernels/cpu/column_sums_cpu.h"
 
 namespace lightseq_tf {
 namespace {
-
-// Rows per unit of parameter-gradient work: a fixed split (independent of the
-// thread count), so dgamma/dbeta are bit-identical from run to run.
-constexpr int64_t kGradChunks = 64;
 
 // Sum with 8 independent accumulators: vectorisable without -ffast-math and
 // a smaller rounding error than one running sum.
@@ -59,8 +56,7 @@ void LayerNormForwardCpu(tensorflow::thread::ThreadPool* pool, const T* x,
 }
 
 int64_t LayerNormBackwardCpuWorkspace(int64_t rows, int64_t hidden) {
-  const int64_t chunks = std::min<int64_t>(rows, kGradChunks);
-  return 2 * std::max<int64_t>(chunks, 1) * hidden;
+  return ColumnSumsWorkspace(rows, hidden, 2);
 }
 
 template <typename T>
@@ -71,49 +67,31 @@ void LayerNormBackwardCpu(tensorflow::thread::ThreadPool* pool, const T* dy,
   std::vector<float> g(hidden);
   ToFloat(gamma, g.data(), hidden);
   const float inv_h = 1.f / static_cast<float>(hidden);
-  const int64_t chunks = std::max<int64_t>(std::min<int64_t>(rows, kGradChunks), 1);
-  const int64_t per_chunk = (rows + chunks - 1) / std::max<int64_t>(chunks, 1);
-  float* part_g = workspace;
-  float* part_b = workspace + chunks * hidden;
-  std::fill(workspace, workspace + 2 * chunks * hidden, 0.f);
-  pool->ParallelFor(chunks, RowCost(hidden) * std::max<int64_t>(per_chunk, 1),
-                    [&](int64_t cbegin, int64_t cend) {
-    std::vector<float> xh(hidden), gd(hidden), dv(hidden), t(hidden);
-    for (int64_t c = cbegin; c < cend; ++c) {
-      float* pg = part_g + c * hidden;
-      float* pb = part_b + c * hidden;
-      const int64_t r1 = std::min(rows, (c + 1) * per_chunk);
-      for (int64_t r = c * per_chunk; r < r1; ++r) {
-        const float m = mean[r], rs = rstd[r];
-        ToFloat(x + r * hidden, xh.data(), hidden);
-        ToFloat(dy + r * hidden, dv.data(), hidden);
-        for (int64_t j = 0; j < hidden; ++j) {
-          xh[j] = (xh[j] - m) * rs;
-          gd[j] = dv[j] * g[j];
-          pg[j] += dv[j] * xh[j];
-          pb[j] += dv[j];
-          t[j] = gd[j] * xh[j];
+  T* const outs[2] = {dgamma, dbeta};
+  ParallelRowsWithColumnSums<T, 2>(
+      pool, rows, hidden, RowCost(hidden), workspace, outs,
+      [&](int64_t r0, int64_t r1, float* const* parts) {
+        float* pg = parts[0];
+        float* pb = parts[1];
+        std::vector<float> xh(hidden), gd(hidden), dv(hidden), t(hidden);
+        for (int64_t r = r0; r < r1; ++r) {
+          const float m = mean[r], rs = rstd[r];
+          ToFloat(x + r * hidden, xh.data(), hidden);
+          ToFloat(dy + r * hidden, dv.data(), hidden);
+          for (int64_t j = 0; j < hidden; ++j) {
+            xh[j] = (xh[j] - m) * rs;
+            gd[j] = dv[j] * g[j];
+            pg[j] += dv[j] * xh[j];
+            pb[j] += dv[j];
+            t[j] = gd[j] * xh[j];
+          }
+          const float c1 = Sum(gd.data(), hidden) * inv_h;
+          const float c2 = Sum(t.data(), hidden) * inv_h;
+          T* dxr = dx + r * hidden;
+          for (int64_t j = 0; j < hidden; ++j)
+            dxr[j] = static_cast<T>(rs * (gd[j] - c1 - xh[j] * c2));
         }
-        const float c1 = Sum(gd.data(), hidden) * inv_h;
-        const float c2 = Sum(t.data(), hidden) * inv_h;
-        T* dxr = dx + r * hidden;
-        for (int64_t j = 0; j < hidden; ++j)
-          dxr[j] = static_cast<T>(rs * (gd[j] - c1 - xh[j] * c2));
-      }
-    }
-  });
-  // Column sums over chunks in chunk order.
-  pool->ParallelFor(hidden, 2 * chunks, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      float sg = 0.f, sb = 0.f;
-      for (int64_t c = 0; c < chunks; ++c) {
-        sg += part_g[c * hidden + j];
-        sb += part_b[c * hidden + j];
-      }
-      dgamma[j] = static_cast<T>(sg);
-      dbeta[j] = static_cast<T>(sb);
-    }
-  });
+      });
 }
 
 #define LIGHTSEQ_INSTANTIATE(T)                                                  \

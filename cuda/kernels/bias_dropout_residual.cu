@@ -1,0 +1,66 @@
+// y = residual + dropout(x + bias), and its backward (dx, dbias).
+#include "lightseq/bias_dropout_residual.h"
+
+#include "fused_dropout.cuh"
+
+namespace lightseq {
+namespace {
+
+using detail::ActIdentity;
+
+template <typename T>
+cudaError_t fwd(const void* x, const void* bias, const void* residual, void* y, int64_t rows,
+                int64_t hidden, detail::DropoutArgs d, cudaStream_t stream) {
+  return detail::fused_dropout_fwd<T, ActIdentity>(
+      static_cast<const T*>(x), static_cast<const T*>(bias), static_cast<const T*>(residual),
+      static_cast<T*>(y), rows, hidden, d, stream);
+}
+
+template <typename T>
+cudaError_t bwd(const void* dy, void* dx, void* dbias, void* ws, int64_t rows, int64_t hidden,
+                detail::DropoutArgs d, cudaStream_t stream) {
+  return detail::fused_dropout_bwd<T, ActIdentity>(static_cast<const T*>(dy), nullptr, nullptr,
+                                                   static_cast<T*>(dx), static_cast<T*>(dbias),
+                                                   ws, rows, hidden, d, stream);
+}
+
+bool valid(int64_t rows, int64_t hidden, float rate) {
+  return rows >= 0 && hidden > 0 && detail::valid_rate(rate);
+}
+
+}  // namespace
+
+cudaError_t bias_dropout_residual_fwd(DType dtype, const void* x, const void* bias,
+                                      const void* residual, void* y, int64_t rows,
+                                      int64_t hidden, uint64_t seed, float rate,
+                                      cudaStream_t stream) {
+  if (!valid(rows, hidden, rate)) return cudaErrorInvalidValue;
+  const auto d = detail::make_dropout_args(seed, rate);
+  switch (dtype) {
+    case DType::kFloat32: return fwd<float>(x, bias, residual, y, rows, hidden, d, stream);
+    case DType::kFloat16: return fwd<__half>(x, bias, residual, y, rows, hidden, d, stream);
+    case DType::kBFloat16:
+      return fwd<__nv_bfloat16>(x, bias, residual, y, rows, hidden, d, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+size_t bias_dropout_residual_bwd_workspace_bytes(DType dtype, int64_t rows, int64_t hidden) {
+  return detail::bias_grad_workspace_bytes(rows, hidden, dtype_size(dtype));
+}
+
+cudaError_t bias_dropout_residual_bwd(DType dtype, const void* dy, void* dx, void* dbias,
+                                      void* workspace, int64_t rows, int64_t hidden,
+                                      uint64_t seed, float rate, cudaStream_t stream) {
+  if (!valid(rows, hidden, rate)) return cudaErrorInvalidValue;
+  const auto d = detail::make_dropout_args(seed, rate);
+  switch (dtype) {
+    case DType::kFloat32: return bwd<float>(dy, dx, dbias, workspace, rows, hidden, d, stream);
+    case DType::kFloat16: return bwd<__half>(dy, dx, dbias, workspace, rows, hidden, d, stream);
+    case DType::kBFloat16:
+      return bwd<__nv_bfloat16>(dy, dx, dbias, workspace, rows, hidden, d, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace lightseq

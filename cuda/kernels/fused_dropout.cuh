@@ -1,0 +1,212 @@
+// Elementwise "bias + activation + dropout (+ residual)" over [rows, hidden],
+// forward and backward (dx plus dbias partial column sums), templated on the
+// activation. Shared by dropout.cu, bias_dropout_residual.cu and
+// bias_act_dropout.cu, which instantiate the combinations their ops need.
+//
+// Vector path: VEC = 16 bytes of elements when hidden % VEC == 0 and every
+// pointer is 16-byte aligned; a vector then never straddles rows and starts
+// at an element index divisible by 4, i.e. on a Philox group boundary, so one
+// Philox call covers 4 elements. Otherwise a scalar path (one call per element).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include "column_reduce.cuh"
+#include "common.cuh"
+#include "lightseq/activation.h"
+#include "lightseq/philox.h"
+
+namespace lightseq {
+namespace detail {
+
+using lightseq::ActGelu;
+using lightseq::ActGeluTanh;
+using lightseq::ActIdentity;
+using lightseq::ActRelu;
+
+struct DropoutArgs {
+  uint64_t seed;
+  uint64_t threshold;  // keep when word < threshold
+  float scale;
+};
+
+inline DropoutArgs make_dropout_args(uint64_t seed, float rate) {
+  return DropoutArgs{seed, dropout_keep_threshold(rate), dropout_scale(rate)};
+}
+
+inline bool valid_rate(float rate) { return rate >= 0.f && rate < 1.f; }
+
+// Keep flags of VEC consecutive elements starting at e0 (e0 % 4 == 0 when VEC >= 4).
+template <int VEC>
+__device__ __forceinline__ void keep_flags(const DropoutArgs& d, int64_t e0, bool (&keep)[VEC]) {
+  if constexpr (VEC >= 4) {
+#pragma unroll
+    for (int j = 0; j < VEC / 4; ++j) {
+      const Philox4 r = philox4x32_10(d.seed, static_cast<uint64_t>(e0 / 4 + j));
+#pragma unroll
+      for (int k = 0; k < 4; ++k) keep[4 * j + k] = dropout_keep(r.v[k], d.threshold);
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < VEC; ++k)
+      keep[k] = dropout_keep_element(d.seed, static_cast<uint64_t>(e0 + k), d.threshold);
+  }
+}
+
+// y = [residual +] dropout(act(x [+ bias])); bias/residual may be null.
+template <typename T, int VEC, class Act>
+__global__ void fused_dropout_fwd_kernel(const T* __restrict__ x, const T* __restrict__ bias,
+                                         const T* __restrict__ residual, T* __restrict__ y,
+                                         int64_t rows, int64_t hidden, DropoutArgs d) {
+  const int64_t vecs_per_row = hidden / VEC;
+  const int64_t total = rows * vecs_per_row;
+  for (int64_t v = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; v < total;
+       v += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t e0 = v * VEC;
+    const int64_t c0 = (v % vecs_per_row) * VEC;
+    float xv[VEC], bv[VEC], rv[VEC], o[VEC];
+    bool keep[VEC];
+    load_vec<T, VEC>(x + e0, xv);
+    if (bias) load_vec<T, VEC>(bias + c0, bv);
+    if (residual) load_vec<T, VEC>(residual + e0, rv);
+    keep_flags<VEC>(d, e0, keep);
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      const float a = Act::f(bias ? xv[k] + bv[k] : xv[k]);
+      o[k] = keep[k] ? a * d.scale : 0.f;
+      if (residual) o[k] += rv[k];
+    }
+    store_vec<T, VEC>(y + e0, o);
+  }
+}
+
+// Backward tile: blockDim (32, 8); thread x owns VEC columns of a column
+// block, threads y walk rows with stride 8 * gridDim.y. Writes dx and one
+// float32 partial row of dbias per blockIdx.y (part may be null: no bias).
+constexpr int kBwdRowsPerBlock = 8;
+
+template <typename T, int VEC, class Act>
+__global__ void fused_dropout_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
+                                         const T* __restrict__ bias, T* __restrict__ dx,
+                                         float* __restrict__ part, int64_t rows,
+                                         int64_t hidden, DropoutArgs d) {
+  __shared__ float red[kBwdRowsPerBlock][32 * VEC + 1];
+  const int64_t c0 = (blockIdx.x * 32ll + threadIdx.x) * VEC;
+  const bool active = c0 < hidden;
+  float acc[VEC];
+#pragma unroll
+  for (int k = 0; k < VEC; ++k) acc[k] = 0.f;
+  float bv[VEC];
+  if (Act::kNeedsInput && bias && active) load_vec<T, VEC>(bias + c0, bv);
+  if (active) {
+    for (int64_t r = blockIdx.y * (int64_t)kBwdRowsPerBlock + threadIdx.y; r < rows;
+         r += (int64_t)gridDim.y * kBwdRowsPerBlock) {
+      const int64_t e0 = r * hidden + c0;
+      float g[VEC], xv[VEC], o[VEC];
+      bool keep[VEC];
+      load_vec<T, VEC>(dy + e0, g);
+      if constexpr (Act::kNeedsInput) load_vec<T, VEC>(x + e0, xv);
+      keep_flags<VEC>(d, e0, keep);
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) {
+        float v = keep[k] ? g[k] * d.scale : 0.f;
+        if constexpr (Act::kNeedsInput) v *= Act::df(bias ? xv[k] + bv[k] : xv[k]);
+        o[k] = v;
+        acc[k] += v;
+      }
+      store_vec<T, VEC>(dx + e0, o);
+    }
+  }
+  if (!part) return;  // uniform across the block
+#pragma unroll
+  for (int k = 0; k < VEC; ++k) red[threadIdx.y][threadIdx.x * VEC + k] = acc[k];
+  __syncthreads();
+  // 256 threads sum the 8 row-partials of the block's 32*VEC columns.
+  for (int j = threadIdx.y * 32 + threadIdx.x; j < 32 * VEC; j += 32 * kBwdRowsPerBlock) {
+    const int64_t col = blockIdx.x * 32ll * VEC + j;
+    if (col >= hidden) continue;
+    float s = 0.f;
+#pragma unroll
+    for (int w = 0; w < kBwdRowsPerBlock; ++w) s += red[w][j];
+    part[blockIdx.y * hidden + col] = s;
+  }
+}
+
+// Row-blocks of the backward grid: ~2048 blocks of 256 threads in all (fills
+// an H100 several times over), a function of the shape and element size only,
+// so the workspace size is too.
+inline int64_t bwd_row_blocks(int64_t rows, int64_t hidden, int elem_bytes) {
+  const int64_t vec = 16 / elem_bytes;
+  const int64_t col_blocks = std::max<int64_t>(1, (hidden + 32 * vec - 1) / (32 * vec));
+  const int64_t want = std::max<int64_t>(1, 2048 / col_blocks);
+  const int64_t have = (rows + kBwdRowsPerBlock - 1) / kBwdRowsPerBlock;
+  return std::max<int64_t>(1, std::min<int64_t>({want, have, 1024}));
+}
+
+inline size_t bias_grad_workspace_bytes(int64_t rows, int64_t hidden, int elem_bytes) {
+  if (rows <= 0 || hidden <= 0) return 0;
+  return static_cast<size_t>(bwd_row_blocks(rows, hidden, elem_bytes)) * hidden * sizeof(float);
+}
+
+template <typename T>
+bool vector_ok(int64_t hidden, std::initializer_list<const void*> ptrs) {
+  constexpr int kVec = 16 / sizeof(T);
+  if (hidden % kVec != 0) return false;
+  for (const void* p : ptrs)
+    if (p && !is_aligned(p, 16)) return false;
+  return true;
+}
+
+template <typename T, class Act>
+cudaError_t fused_dropout_fwd(const T* x, const T* bias, const T* residual, T* y,
+                              int64_t rows, int64_t hidden, DropoutArgs d,
+                              cudaStream_t stream) {
+  if (rows == 0 || hidden == 0) return cudaSuccess;
+  constexpr int kVec = 16 / sizeof(T);
+  const int threads = 256;
+  auto grid_for = [&](int64_t vecs) {
+    return static_cast<unsigned>(std::min<int64_t>((vecs + threads - 1) / threads, 1 << 20));
+  };
+  if (vector_ok<T>(hidden, {x, bias, residual, y})) {
+    fused_dropout_fwd_kernel<T, kVec, Act><<<grid_for(rows * hidden / kVec), threads, 0, stream>>>(
+        x, bias, residual, y, rows, hidden, d);
+  } else {
+    fused_dropout_fwd_kernel<T, 1, Act><<<grid_for(rows * hidden), threads, 0, stream>>>(
+        x, bias, residual, y, rows, hidden, d);
+  }
+  return cudaGetLastError();
+}
+
+// dx = d(dropout(act(x + bias)))/dx * dy; dbias = column sums of dx when
+// dbias is non-null (workspace: bias_grad_workspace_bytes).
+template <typename T, class Act>
+cudaError_t fused_dropout_bwd(const T* dy, const T* x, const T* bias, T* dx, T* dbias,
+                              void* workspace, int64_t rows, int64_t hidden, DropoutArgs d,
+                              cudaStream_t stream) {
+  if (hidden == 0) return cudaSuccess;
+  float* part = dbias ? static_cast<float*>(workspace) : nullptr;
+  int64_t parts = 0;
+  if (rows > 0) {
+    constexpr int kVec = 16 / sizeof(T);
+    const int64_t row_blocks = bwd_row_blocks(rows, hidden, sizeof(T));
+    parts = row_blocks;
+    const dim3 block(32, kBwdRowsPerBlock);
+    if (vector_ok<T>(hidden, {dy, x, bias, dx})) {
+      const dim3 grid((hidden / kVec + 31) / 32, row_blocks);
+      fused_dropout_bwd_kernel<T, kVec, Act><<<grid, block, 0, stream>>>(
+          dy, x, bias, dx, part, rows, hidden, d);
+    } else {
+      const dim3 grid((hidden + 31) / 32, row_blocks);
+      fused_dropout_bwd_kernel<T, 1, Act><<<grid, block, 0, stream>>>(
+          dy, x, bias, dx, part, rows, hidden, d);
+    }
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
+  if (!dbias) return cudaSuccess;
+  return column_sum<T>(part, nullptr, parts, hidden, dbias, nullptr, stream);
+}
+
+}  // namespace detail
+}  // namespace lightseq
