@@ -87,3 +87,20 @@ def test_bad_input_is_invalid_argument(case, match):
     args = {"bias_shape": (x, tf.ones([5]), 0.1), "rate": (x, tf.ones([4]), -1.0)}[case]
     with pytest.raises(tf.errors.InvalidArgumentError, match=match):
         lightseq_tf.bias_act_dropout(*args, seed=1)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+def test_gelu_keeps_relative_accuracy_in_the_negative_tail(act):
+    """For z << 0, (1 + erf) / (1 + tanh) cancel in float32; the kernels use
+    erfc / a sigmoid form instead. Reference: Python's float64 erfc / exp."""
+    import math
+    z = np.linspace(-8.0, 3.0, 221).astype(np.float32)
+    if act == "gelu":
+        ref = [0.5 * v * math.erfc(-v / math.sqrt(2)) for v in z.astype(np.float64)]
+    else:
+        ref = [v / (1 + math.exp(-2 * math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))
+               for v in z.astype(np.float64)]
+    y = lightseq_tf.bias_act_dropout(z[None, :], np.zeros(z.size, np.float32), 0.0, 1,
+                                     activation=act).numpy()[0]
+    ref = np.array(ref)
+    np.testing.assert_allclose(y, ref, rtol=2e-5, atol=0)

@@ -118,3 +118,17 @@ def test_rate_outside_range_is_rejected(rate):
     x = torch.ones(8, device="cuda")
     with pytest.raises(RuntimeError, match="cudaErrorInvalidValue"):
         ls_torch.dropout(x, rate, 1)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+def test_gelu_keeps_relative_accuracy_in_the_negative_tail(act):
+    """Same check as tests/cpu: float32 result vs float64 math.erfc / exp."""
+    import math
+    z = torch.linspace(-8.0, 3.0, 224, device="cuda")
+    zd = z.double().cpu().numpy()
+    if act == "gelu":
+        ref = [0.5 * v * math.erfc(-v / math.sqrt(2)) for v in zd]
+    else:
+        ref = [v / (1 + math.exp(-2 * math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))) for v in zd]
+    y = ls_torch.bias_act_dropout(z[None, :], torch.zeros(224, device="cuda"), 0.0, 1, act)
+    np.testing.assert_allclose(y[0].cpu().numpy(), np.array(ref), rtol=2e-5, atol=0)
