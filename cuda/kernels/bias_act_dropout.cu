@@ -60,7 +60,7 @@ cudaError_t bias_act_dropout_fwd(DType dtype, Activation act, const void* x, con
 }
 
 size_t bias_act_dropout_bwd_workspace_bytes(DType dtype, int64_t rows, int64_t hidden) {
-  return detail::bias_grad_workspace_bytes(rows, hidden, dtype_size(dtype));
+  return detail::bias_grad_workspace_bytes(rows, hidden);
 }
 
 cudaError_t bias_act_dropout_bwd(DType dtype, Activation act, const void* dy, const void* x,

@@ -46,7 +46,7 @@ cudaError_t bias_dropout_residual_fwd(DType dtype, const void* x, const void* bi
 }
 
 size_t bias_dropout_residual_bwd_workspace_bytes(DType dtype, int64_t rows, int64_t hidden) {
-  return detail::bias_grad_workspace_bytes(rows, hidden, dtype_size(dtype));
+  return detail::bias_grad_workspace_bytes(rows, hidden);
 }
 
 cudaError_t bias_dropout_residual_bwd(DType dtype, const void* dy, void* dx, void* dbias,

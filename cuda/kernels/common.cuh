@@ -39,7 +39,8 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-// VEC elements moved as one aligned access (16 bytes when VEC*sizeof(T)==16).
+// VEC elements moved as aligned accesses (one 16-byte access when
+// VEC*sizeof(T) == 16; the compiler splits larger ones into 16-byte pieces).
 template <typename T, int VEC>
 struct alignas(sizeof(T) * VEC) Vec {
   T v[VEC];

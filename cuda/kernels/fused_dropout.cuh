@@ -3,10 +3,11 @@
 // activation. Shared by dropout.cu, bias_dropout_residual.cu and
 // bias_act_dropout.cu, which instantiate the combinations their ops need.
 //
-// Vector path: VEC = 16 bytes of elements when hidden % VEC == 0 and every
-// pointer is 16-byte aligned; a vector then never straddles rows and starts
-// at an element index divisible by 4, i.e. on a Philox group boundary, so one
-// Philox call covers 4 elements. Otherwise a scalar path (one call per element).
+// Vector path: VEC = 8 elements (one Philox call's worth; 16 bytes for 16-bit
+// types, two 16-byte accesses for float32) when hidden % 8 == 0 and every
+// pointer is aligned to 8 elements; a vector then never straddles rows and
+// starts on a Philox call boundary. Otherwise a scalar path (one call per
+// element).
 #pragma once
 
 #include <algorithm>
@@ -27,9 +28,11 @@ using lightseq::ActRelu;
 
 struct DropoutArgs {
   uint64_t seed;
-  uint64_t threshold;  // keep when word < threshold
+  uint32_t threshold;  // keep when the element's 16-bit uniform < threshold
   float scale;
 };
+
+constexpr int kVec = kDropoutElemsPerCall;
 
 inline DropoutArgs make_dropout_args(uint64_t seed, float rate) {
   return DropoutArgs{seed, dropout_keep_threshold(rate), dropout_scale(rate)};
@@ -37,16 +40,13 @@ inline DropoutArgs make_dropout_args(uint64_t seed, float rate) {
 
 inline bool valid_rate(float rate) { return rate >= 0.f && rate < 1.f; }
 
-// Keep flags of VEC consecutive elements starting at e0 (e0 % 4 == 0 when VEC >= 4).
+// Keep flags of VEC consecutive elements starting at e0 (e0 % 8 == 0 when VEC == 8).
 template <int VEC>
 __device__ __forceinline__ void keep_flags(const DropoutArgs& d, int64_t e0, bool (&keep)[VEC]) {
-  if constexpr (VEC >= 4) {
+  if constexpr (VEC == kVec) {
+    const Philox4 r = philox4x32_10(d.seed, static_cast<uint64_t>(e0 / kVec));
 #pragma unroll
-    for (int j = 0; j < VEC / 4; ++j) {
-      const Philox4 r = philox4x32_10(d.seed, static_cast<uint64_t>(e0 / 4 + j));
-#pragma unroll
-      for (int k = 0; k < 4; ++k) keep[4 * j + k] = dropout_keep(r.v[k], d.threshold);
-    }
+    for (int k = 0; k < VEC; ++k) keep[k] = dropout_keep(r, k, d.threshold);
   } else {
 #pragma unroll
     for (int k = 0; k < VEC; ++k)
@@ -136,25 +136,23 @@ __global__ void fused_dropout_bwd_kernel(const T* __restrict__ dy, const T* __re
 // Row-blocks of the backward grid: ~2048 blocks of 256 threads in all (fills
 // an H100 several times over), a function of the shape and element size only,
 // so the workspace size is too.
-inline int64_t bwd_row_blocks(int64_t rows, int64_t hidden, int elem_bytes) {
-  const int64_t vec = 16 / elem_bytes;
-  const int64_t col_blocks = std::max<int64_t>(1, (hidden + 32 * vec - 1) / (32 * vec));
+inline int64_t bwd_row_blocks(int64_t rows, int64_t hidden) {
+  const int64_t col_blocks = std::max<int64_t>(1, (hidden + 32 * kVec - 1) / (32 * kVec));
   const int64_t want = std::max<int64_t>(1, 2048 / col_blocks);
   const int64_t have = (rows + kBwdRowsPerBlock - 1) / kBwdRowsPerBlock;
   return std::max<int64_t>(1, std::min<int64_t>({want, have, 1024}));
 }
 
-inline size_t bias_grad_workspace_bytes(int64_t rows, int64_t hidden, int elem_bytes) {
+inline size_t bias_grad_workspace_bytes(int64_t rows, int64_t hidden) {
   if (rows <= 0 || hidden <= 0) return 0;
-  return static_cast<size_t>(bwd_row_blocks(rows, hidden, elem_bytes)) * hidden * sizeof(float);
+  return static_cast<size_t>(bwd_row_blocks(rows, hidden)) * hidden * sizeof(float);
 }
 
 template <typename T>
 bool vector_ok(int64_t hidden, std::initializer_list<const void*> ptrs) {
-  constexpr int kVec = 16 / sizeof(T);
   if (hidden % kVec != 0) return false;
   for (const void* p : ptrs)
-    if (p && !is_aligned(p, 16)) return false;
+    if (p && !is_aligned(p, kVec * sizeof(T))) return false;
   return true;
 }
 
@@ -163,7 +161,6 @@ cudaError_t fused_dropout_fwd(const T* x, const T* bias, const T* residual, T* y
                               int64_t rows, int64_t hidden, DropoutArgs d,
                               cudaStream_t stream) {
   if (rows == 0 || hidden == 0) return cudaSuccess;
-  constexpr int kVec = 16 / sizeof(T);
   const int threads = 256;
   auto grid_for = [&](int64_t vecs) {
     return static_cast<unsigned>(std::min<int64_t>((vecs + threads - 1) / threads, 1 << 20));
@@ -188,8 +185,7 @@ cudaError_t fused_dropout_bwd(const T* dy, const T* x, const T* bias, T* dx, T* 
   float* part = dbias ? static_cast<float*>(workspace) : nullptr;
   int64_t parts = 0;
   if (rows > 0) {
-    constexpr int kVec = 16 / sizeof(T);
-    const int64_t row_blocks = bwd_row_blocks(rows, hidden, sizeof(T));
+    const int64_t row_blocks = bwd_row_blocks(rows, hidden);
     parts = row_blocks;
     const dim3 block(32, kBwdRowsPerBlock);
     if (vector_ok<T>(hidden, {dy, x, bias, dx})) {

@@ -30,12 +30,13 @@ def philox4x32_10(seed, groups):
 
 
 def keep_mask(seed, n, rate):
-    """Boolean keep mask of n consecutive elements (element e uses word e % 4
-    of group e // 4)."""
-    groups = np.arange((n + 3) // 4, dtype=np.uint64)
-    words = philox4x32_10(seed, groups).reshape(-1)[:n]
-    threshold = int((1.0 - float(np.float32(rate))) * 4294967296.0 + 0.5)
-    return words.astype(np.uint64) < np.uint64(threshold)
+    """Boolean keep mask of n consecutive elements: element e compares the
+    e-th 16-bit half-word (little-endian) of the Philox stream, i.e. half-word
+    e % 8 of call e // 8, with round((1 - rate) * 65536)."""
+    calls = np.arange((n + 7) // 8, dtype=np.uint64)
+    halves = philox4x32_10(seed, calls).reshape(-1).astype("<u4").view("<u2")[:n]
+    threshold = int((1.0 - float(np.float32(rate))) * 65536.0 + 0.5)
+    return halves.astype(np.uint32) < np.uint32(threshold)
 
 
 def scale(rate):

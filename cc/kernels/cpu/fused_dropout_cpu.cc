@@ -9,23 +9,25 @@ namespace {
 
 using lightseq::Philox4;
 
-// Keep flags in element order, one Philox call per group of 4 elements.
+// Keep flags in element order, one Philox call per 8 elements.
 class MaskStream {
  public:
   MaskStream(uint64_t seed, float rate)
       : seed_(seed), threshold_(lightseq::dropout_keep_threshold(rate)) {}
   bool keep(uint64_t e) {
-    const uint64_t g = e >> 2;
-    if (g != group_) {
-      words_ = lightseq::philox4x32_10(seed_, g);
-      group_ = g;
+    const uint64_t call = e / lightseq::kDropoutElemsPerCall;
+    if (call != call_) {
+      words_ = lightseq::philox4x32_10(seed_, call);
+      call_ = call;
     }
-    return lightseq::dropout_keep(words_.v[e & 3], threshold_);
+    return lightseq::dropout_keep(words_, static_cast<int>(e % lightseq::kDropoutElemsPerCall),
+                                  threshold_);
   }
 
  private:
-  uint64_t seed_, threshold_;
-  uint64_t group_ = ~uint64_t{0};
+  uint64_t seed_;
+  uint32_t threshold_;
+  uint64_t call_ = ~uint64_t{0};
   Philox4 words_{};
 };
 

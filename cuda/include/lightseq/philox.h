@@ -1,9 +1,12 @@
 // Counter-based dropout randomness shared by the CUDA kernels and the CPU
 // twins (host + device code): Philox4x32-10 (Salmon et al., SC'11), keyed by
-// the 64-bit seed, counter = element index / 4. One call yields the uniform
-// 32-bit words of four consecutive elements, so the mask of element e is a
-// pure function of (seed, e): identical on CPU and GPU, in any order or
-// tiling, and never stored for backward (it is regenerated).
+// the 64-bit seed. One call yields 128 random bits, used as eight 16-bit
+// uniforms for eight consecutive elements: element e takes the
+// (e % 8)-th 16-bit half-word (little-endian order) of call e / 8. The mask of
+// element e is therefore a pure function of (seed, e): identical on CPU and
+// GPU, in any order or tiling, and never stored for backward (it is
+// regenerated). 16 bits per element resolve the rate to 1/65536 and halve the
+// generator cost per element, which is what bounds 16-bit elementwise kernels.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +30,7 @@ LIGHTSEQ_HD uint32_t mulhilo32(uint32_t a, uint32_t b, uint32_t* hi) {
 #endif
 }
 
-// Random words of elements 4*group .. 4*group+3 under `seed`.
+// The 128 random bits of call `group` under `seed`.
 LIGHTSEQ_HD Philox4 philox4x32_10(uint64_t seed, uint64_t group) {
   uint32_t c0 = static_cast<uint32_t>(group), c1 = static_cast<uint32_t>(group >> 32);
   uint32_t c2 = 0, c3 = 0;
@@ -49,13 +52,16 @@ LIGHTSEQ_HD Philox4 philox4x32_10(uint64_t seed, uint64_t group) {
   return Philox4{{c0, c1, c2, c3}};
 }
 
-// An element is kept when its word is below this threshold:
-// round((1 - rate) * 2^32); 2^32 (all kept) for rate == 0. Computed in double
-// on the host, passed to kernels as an integer, so the comparison is exact
-// and the same everywhere.
-inline uint64_t dropout_keep_threshold(float rate) {
-  const double t = (1.0 - static_cast<double>(rate)) * 4294967296.0;
-  return static_cast<uint64_t>(t + 0.5);
+// Elements covered by one Philox call.
+constexpr int kDropoutElemsPerCall = 8;
+
+// An element is kept when its 16-bit uniform is below this threshold:
+// round((1 - rate) * 65536), 65536 (all kept) for rate == 0. Computed in
+// double on the host and passed to kernels as an integer, so the comparison
+// is exact and the same everywhere.
+inline uint32_t dropout_keep_threshold(float rate) {
+  const double t = (1.0 - static_cast<double>(rate)) * 65536.0;
+  return static_cast<uint32_t>(t + 0.5);
 }
 
 // Scale of the kept elements (inverted dropout).
@@ -63,14 +69,15 @@ inline float dropout_scale(float rate) {
   return static_cast<float>(1.0 / (1.0 - static_cast<double>(rate)));
 }
 
-LIGHTSEQ_HD bool dropout_keep(uint32_t word, uint64_t threshold) {
-  return static_cast<uint64_t>(word) < threshold;
+// Keep decision of element k (0..7) of a call's output.
+LIGHTSEQ_HD bool dropout_keep(const Philox4& r, int k, uint32_t threshold) {
+  return ((r.v[k >> 1] >> (16 * (k & 1))) & 0xFFFFu) < threshold;
 }
 
 // Keep decision of a single element (scalar paths).
-LIGHTSEQ_HD bool dropout_keep_element(uint64_t seed, uint64_t element, uint64_t threshold) {
-  const Philox4 r = philox4x32_10(seed, element >> 2);
-  return dropout_keep(r.v[element & 3], threshold);
+LIGHTSEQ_HD bool dropout_keep_element(uint64_t seed, uint64_t element, uint32_t threshold) {
+  return dropout_keep(philox4x32_10(seed, element / kDropoutElemsPerCall),
+                      static_cast<int>(element % kDropoutElemsPerCall), threshold);
 }
 
 }  // namespace lightseq
