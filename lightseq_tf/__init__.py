@@ -1,6 +1,9 @@
 """lightseq_tf: fused Transformer training and decoding ops for TensorFlow 2."""
 __version__ = "0.1.0"
 
-from lightseq_tf.ops import bias_act_dropout, bias_dropout_residual, dropout, layer_norm  # noqa: E402
+from lightseq_tf.ops import (  # noqa: E402
+    bias_act_dropout, bias_dropout_residual, cross_entropy, dropout, layer_norm)
 
-__all__ = ["bias_act_dropout", "bias_dropout_residual", "dropout", "layer_norm", "__version__"]
+__all__ = [
+    "bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout", "layer_norm",
+    "__version__"]

@@ -1,7 +1,8 @@
 """Python wrappers for lightseq_tf's TensorFlow ops, each with its gradient."""
 from lightseq_tf.ops.bias_act_dropout import bias_act_dropout
 from lightseq_tf.ops.bias_dropout_residual import bias_dropout_residual
+from lightseq_tf.ops.cross_entropy import cross_entropy
 from lightseq_tf.ops.dropout import dropout
 from lightseq_tf.ops.layer_norm import layer_norm
 
-__all__ = ["bias_act_dropout", "bias_dropout_residual", "dropout", "layer_norm"]
+__all__ = ["bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout", "layer_norm"]
