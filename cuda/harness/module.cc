@@ -11,6 +11,7 @@
 
 #include "lightseq/bias_act_dropout.h"
 #include "lightseq/bias_dropout_residual.h"
+#include "lightseq/cross_entropy.h"
 #include "lightseq/dropout.h"
 #include "lightseq/layer_norm.h"
 
@@ -167,4 +168,37 @@ PYBIND11_MODULE(lightseq_cuda, m) {
       py::arg("dtype"), py::arg("act"), py::arg("dy"), py::arg("x"), py::arg("bias"),
       py::arg("dx"), py::arg("dbias"), py::arg("workspace"), py::arg("rows"), py::arg("hidden"),
       py::arg("seed"), py::arg("rate"), py::arg("stream"));
+
+  // ---- label-smoothed cross-entropy
+  m.def(
+      "cross_entropy_fwd",
+      [](int dtype, std::uintptr_t logits, std::uintptr_t targets, bool targets_int64,
+         std::uintptr_t loss, std::uintptr_t nll, std::uintptr_t lse, std::uintptr_t sums,
+         int64_t rows, int64_t vocab, float epsilon, int64_t padding_id, std::uintptr_t stream) {
+        check(lightseq::cross_entropy_fwd(to_dtype(dtype), ptr<const void*>(logits),
+                                          ptr<const void*>(targets), targets_int64,
+                                          ptr<float*>(loss), ptr<float*>(nll), ptr<float*>(lse),
+                                          ptr<float*>(sums), rows, vocab, epsilon, padding_id,
+                                          ptr<cudaStream_t>(stream)),
+              "cross_entropy_fwd");
+      },
+      py::arg("dtype"), py::arg("logits"), py::arg("targets"), py::arg("targets_int64"),
+      py::arg("loss"), py::arg("nll"), py::arg("lse"), py::arg("sums"), py::arg("rows"),
+      py::arg("vocab"), py::arg("epsilon"), py::arg("padding_id"), py::arg("stream"));
+
+  m.def(
+      "cross_entropy_bwd",
+      [](int dtype, std::uintptr_t dloss, std::uintptr_t dnll, std::uintptr_t logits,
+         std::uintptr_t targets, bool targets_int64, std::uintptr_t lse, std::uintptr_t dlogits,
+         int64_t rows, int64_t vocab, float epsilon, int64_t padding_id, std::uintptr_t stream) {
+        check(lightseq::cross_entropy_bwd(to_dtype(dtype), ptr<const float*>(dloss),
+                                          ptr<const float*>(dnll), ptr<const void*>(logits),
+                                          ptr<const void*>(targets), targets_int64,
+                                          ptr<const float*>(lse), ptr<void*>(dlogits), rows, vocab,
+                                          epsilon, padding_id, ptr<cudaStream_t>(stream)),
+              "cross_entropy_bwd");
+      },
+      py::arg("dtype"), py::arg("dloss"), py::arg("dnll"), py::arg("logits"), py::arg("targets"),
+      py::arg("targets_int64"), py::arg("lse"), py::arg("dlogits"), py::arg("rows"),
+      py::arg("vocab"), py::arg("epsilon"), py::arg("padding_id"), py::arg("stream"));
 }

@@ -17,19 +17,27 @@ using detail::to_float;
 
 constexpr int kThreads = 512;
 
-// Online (max, sum of exp(z - max)) pair and its merge.
+// Online softmax normaliser: the running max m and s = sum of exp(z - m)
+// over all elements *but one* that equals m (whose term is exactly 1), so
+// lse = m + log1p(s). Keeping the 1 out of the sum keeps small losses (the
+// confident tokens of a trained model) accurate: m + log(1 + s) rounds 1 + s
+// first and loses s's low digits.
 struct MaxSum {
   float m, s;
 };
 
 __device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
-  const float m = fmaxf(a.m, b.m);
-  if (m == -INFINITY) return {m, 0.f};
-  return {m, a.s * __expf(a.m - m) + b.s * __expf(b.m - m)};
+  if (a.m < b.m) {
+    const MaxSum t = a;
+    a = b;
+    b = t;
+  }
+  if (b.m == -INFINITY) return a;  // includes the empty (-inf, 0) state
+  return {a.m, a.s + (1.f + b.s) * __expf(b.m - a.m)};
 }
 
 __device__ __forceinline__ MaxSum add(MaxSum a, float z) {
-  if (z > a.m) return {z, a.s * __expf(a.m - z) + 1.f};
+  if (z > a.m) return {z, a.m == -INFINITY ? 0.f : (1.f + a.s) * __expf(a.m - z)};
   return {a.m, a.s + __expf(z - a.m)};
 }
 
@@ -100,7 +108,7 @@ ce_fwd_kernel(const T* __restrict__ logits, const void* __restrict__ targets,
   }
   block_reduce(ms, sz);
   if (threadIdx.x == 0) {
-    const float lse = ms.m + logf(ms.s);
+    const float lse = ms.m + log1pf(ms.s);
     if (t < 0 || t >= vocab) {  // never dereferenced: the row becomes NaN
       loss[row] = nll[row] = lse_out[row] = NAN;
       return;

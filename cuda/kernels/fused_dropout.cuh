@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "column_reduce.cuh"
 #include "common.cuh"
@@ -85,6 +86,7 @@ __global__ void fused_dropout_fwd_kernel(const T* __restrict__ x, const T* __res
 // block, threads y walk rows with stride 8 * gridDim.y. Writes dx and one
 // float32 partial row of dbias per blockIdx.y (part may be null: no bias).
 constexpr int kBwdRowsPerBlock = 8;
+constexpr int kBwdUnroll = 4;
 
 template <typename T, int VEC, class Act>
 __global__ void fused_dropout_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
@@ -99,24 +101,38 @@ __global__ void fused_dropout_bwd_kernel(const T* __restrict__ dy, const T* __re
   for (int k = 0; k < VEC; ++k) acc[k] = 0.f;
   float bv[VEC];
   if (Act::kNeedsInput && bias && active) load_vec<T, VEC>(bias + c0, bv);
-  if (active) {
-    for (int64_t r = blockIdx.y * (int64_t)kBwdRowsPerBlock + threadIdx.y; r < rows;
-         r += (int64_t)gridDim.y * kBwdRowsPerBlock) {
-      const int64_t e0 = r * hidden + c0;
-      float g[VEC], xv[VEC], o[VEC];
+  // kBwdUnroll rows per step, all loads issued before any math, so each
+  // thread keeps several 16-byte loads in flight.
+  auto step = [&](int64_t r, int64_t stride, auto n_rows) {
+    constexpr int N = decltype(n_rows)::value;
+    float g[N][VEC], xv[N][VEC];
+#pragma unroll
+    for (int u = 0; u < N; ++u) {
+      load_vec<T, VEC>(dy + (r + u * stride) * hidden + c0, g[u]);
+      if constexpr (Act::kNeedsInput) load_vec<T, VEC>(x + (r + u * stride) * hidden + c0, xv[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < N; ++u) {
+      const int64_t e0 = (r + u * stride) * hidden + c0;
       bool keep[VEC];
-      load_vec<T, VEC>(dy + e0, g);
-      if constexpr (Act::kNeedsInput) load_vec<T, VEC>(x + e0, xv);
+      float o[VEC];
       keep_flags<VEC>(d, e0, keep);
 #pragma unroll
       for (int k = 0; k < VEC; ++k) {
-        float v = keep[k] ? g[k] * d.scale : 0.f;
-        if constexpr (Act::kNeedsInput) v *= Act::df(bias ? xv[k] + bv[k] : xv[k]);
+        float v = keep[k] ? g[u][k] * d.scale : 0.f;
+        if constexpr (Act::kNeedsInput) v *= Act::df(bias ? xv[u][k] + bv[k] : xv[u][k]);
         o[k] = v;
         acc[k] += v;
       }
       store_vec<T, VEC>(dx + e0, o);
     }
+  };
+  if (active) {
+    const int64_t stride = (int64_t)gridDim.y * kBwdRowsPerBlock;
+    int64_t r = blockIdx.y * (int64_t)kBwdRowsPerBlock + threadIdx.y;
+    for (; r + (kBwdUnroll - 1) * stride < rows; r += kBwdUnroll * stride)
+      step(r, stride, std::integral_constant<int, kBwdUnroll>());
+    for (; r < rows; r += stride) step(r, stride, std::integral_constant<int, 1>());
   }
   if (!part) return;  // uniform across the block
 #pragma unroll

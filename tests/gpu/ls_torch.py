@@ -117,3 +117,26 @@ def bias_act_dropout_bwd(dy, x, bias, rate, seed, act="relu", workspace=None, ou
                             bias.data_ptr(), dx.data_ptr(), db.data_ptr(), ws.data_ptr(), rows, h,
                             _seed(seed), rate, _stream())
     return dx, db
+
+
+def cross_entropy(logits, targets, eps, padding_id=-1, out=None):
+    """-> (loss, nll, lse, sums[3])"""
+    v = logits.shape[-1]
+    rows = targets.numel()
+    f32 = dict(dtype=torch.float32, device=logits.device)
+    loss, nll, lse = ((torch.empty(targets.shape, **f32) for _ in range(3)) if out is None
+                      else out[:3])
+    sums = torch.empty(3, **f32) if out is None else out[3]
+    lc.cross_entropy_fwd(DTYPES[logits.dtype], logits.data_ptr(), targets.data_ptr(),
+                         targets.dtype == torch.int64, loss.data_ptr(), nll.data_ptr(),
+                         lse.data_ptr(), sums.data_ptr(), rows, v, eps, padding_id, _stream())
+    return loss, nll, lse, sums
+
+
+def cross_entropy_bwd(dloss, dnll, logits, targets, lse, eps, padding_id=-1, out=None):
+    dlogits = torch.empty_like(logits) if out is None else out
+    lc.cross_entropy_bwd(DTYPES[logits.dtype], dloss.data_ptr(), dnll.data_ptr(),
+                         logits.data_ptr(), targets.data_ptr(), targets.dtype == torch.int64,
+                         lse.data_ptr(), dlogits.data_ptr(), targets.numel(), logits.shape[-1],
+                         eps, padding_id, _stream())
+    return dlogits

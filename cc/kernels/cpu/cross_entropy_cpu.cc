@@ -40,9 +40,18 @@ void CrossEntropyForwardCpu(tensorflow::thread::ThreadPool* pool, const T* logit
         m = std::max(m, z[j]);
         sz += z[j];
       }
+      // Sum over all but the first maximum (its term is exactly 1): lse =
+      // m + log1p(s) keeps small losses accurate (see cross_entropy.cu).
       float s = 0.f;
-      for (int64_t j = 0; j < vocab; ++j) s += std::exp(z[j] - m);
-      const float l = m + std::log(s);
+      bool skipped = false;
+      for (int64_t j = 0; j < vocab; ++j) {
+        if (!skipped && z[j] == m) {
+          skipped = true;
+          continue;
+        }
+        s += std::exp(z[j] - m);
+      }
+      const float l = skipped ? m + std::log1p(s) : m + std::log(s);  // !skipped: NaN row
       lse[r] = l;
       nll[r] = l - z[t];
       loss[r] = l - q.low * sz - (q.conf - q.low) * z[t];
