@@ -108,17 +108,18 @@ ce_fwd_kernel(const T* __restrict__ logits, const void* __restrict__ targets,
   }
   block_reduce(ms, sz);
   if (threadIdx.x == 0) {
-    const float lse = ms.m + log1pf(ms.s);
+    const float l1p = log1pf(ms.s);  // lse = m + l1p
     if (t < 0 || t >= vocab) {  // never dereferenced: the row becomes NaN
       loss[row] = nll[row] = lse_out[row] = NAN;
       return;
     }
-    const float zt = to_float<T>(z[t]);
-    const float n = lse - zt;
-    // -sum_j q_j (z_j - lse) = lse - low * sum_j z_j - (conf - low) * z_t
-    loss[row] = lse - q.low * sz - (q.conf - q.low) * zt;
-    nll[row] = n;
-    lse_out[row] = lse;
+    const float gap = ms.m - to_float<T>(z[t]);  // >= 0, exact when z_t is the max
+    // nll = lse - z_t; loss = -sum_j q_j (z_j - lse), with sum_j q_j = 1:
+    //   = l1p + (conf - low) (m - z_t) + low (V m - sum_j z_j).
+    // Written around (m - z_t) so no large terms cancel for confident tokens.
+    nll[row] = gap + l1p;
+    loss[row] = l1p + (q.conf - q.low) * gap + q.low * (static_cast<float>(vocab) * ms.m - sz);
+    lse_out[row] = ms.m + l1p;
   }
 }
 

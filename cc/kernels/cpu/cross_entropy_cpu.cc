@@ -51,10 +51,11 @@ void CrossEntropyForwardCpu(tensorflow::thread::ThreadPool* pool, const T* logit
         }
         s += std::exp(z[j] - m);
       }
-      const float l = skipped ? m + std::log1p(s) : m + std::log(s);  // !skipped: NaN row
-      lse[r] = l;
-      nll[r] = l - z[t];
-      loss[r] = l - q.low * sz - (q.conf - q.low) * z[t];
+      const float l1p = skipped ? std::log1p(s) : std::log(s);  // !skipped: NaN row
+      const float gap = m - z[t];
+      lse[r] = m + l1p;
+      nll[r] = gap + l1p;
+      loss[r] = l1p + (q.conf - q.low) * gap + q.low * (static_cast<float>(vocab) * m - sz);
     }
   });
   float a = 0.f, b = 0.f, c = 0.f;  // fixed order
