@@ -34,7 +34,7 @@ def run_case(n, v, dtype, bw, profile):
     def ours():
         z = nxt()
         ls_torch.cross_entropy(z, targets, EPS, 0, out=(loss, nll, lse, sums))
-        ls_torch.cross_entropy_bwd(ones, zeros, z, targets, lse, EPS, 0, out=dl)
+        ls_torch.cross_entropy_bwd(ones, zeros, z, targets, lse, nll, EPS, 0, out=dl)
 
     def eager():
         z = nxt().requires_grad_()

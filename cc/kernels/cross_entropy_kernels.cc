@@ -88,7 +88,8 @@ struct CrossEntropyLaunch<CPUDevice, T, I> {
   }
   static void Backward(OpKernelContext* ctx, const Tensor& dloss, const Tensor& dnll,
                        const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                       Tensor* dlogits, int64_t rows, int64_t vocab, float eps, int64_t pad) {
+                       const Tensor& nll, Tensor* dlogits, int64_t rows, int64_t vocab, float eps,
+                       int64_t pad) {
     const I* t = Ptr<I>(targets);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t v = static_cast<int64_t>(t[r]);
@@ -98,7 +99,8 @@ struct CrossEntropyLaunch<CPUDevice, T, I> {
     }
     CrossEntropyBackwardCpu<T, I>(ctx->device()->tensorflow_cpu_worker_threads()->workers,
                                   Ptr<float>(dloss), Ptr<float>(dnll), Ptr<T>(logits), t,
-                                  Ptr<float>(lse), MutPtr<T>(dlogits), rows, vocab, eps, pad);
+                                  Ptr<float>(lse), Ptr<float>(nll), MutPtr<T>(dlogits), rows,
+                                  vocab, eps, pad);
   }
 };
 
@@ -121,12 +123,13 @@ struct CrossEntropyLaunch<GPUDevice, T, I> {
   }
   static void Backward(OpKernelContext* ctx, const Tensor& dloss, const Tensor& dnll,
                        const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                       Tensor* dlogits, int64_t rows, int64_t vocab, float eps, int64_t pad) {
+                       const Tensor& nll, Tensor* dlogits, int64_t rows, int64_t vocab, float eps,
+                       int64_t pad) {
     LIGHTSEQ_OP_REQUIRES_CUDA(
         ctx,
         lightseq::cross_entropy_bwd(CudaDType<T>::value, Ptr<float>(dloss), Ptr<float>(dnll),
                                     Ptr<T>(logits), Ptr<I>(targets), kI64, Ptr<float>(lse),
-                                    MutPtr<T>(dlogits), rows, vocab, eps, pad,
+                                    Ptr<float>(nll), MutPtr<T>(dlogits), rows, vocab, eps, pad,
                                     ctx->eigen_gpu_device().stream()),
         "lightseq::cross_entropy_bwd");
   }
@@ -165,10 +168,11 @@ class CrossEntropyGradOp : public OpKernel, CrossEntropyAttrs {
     const Tensor& logits = ctx->input(2);
     const Tensor& targets = ctx->input(3);
     const Tensor& lse = ctx->input(4);
+    const Tensor& nll = ctx->input(5);
     int64_t rows, vocab;
     OP_REQUIRES_OK(ctx, CheckShapes(logits, targets, eps_, &rows, &vocab));
     for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"dloss", &dloss},
-                                  {"dnll", &dnll}, {"lse", &lse}}) {
+                                  {"dnll", &dnll}, {"lse", &lse}, {"nll", &nll}}) {
       OP_REQUIRES(ctx, t->shape() == targets.shape(),
                   errors::InvalidArgument(name, " must have the shape of targets ",
                                           ShapeStr(targets.shape()), ", got ",
@@ -176,8 +180,8 @@ class CrossEntropyGradOp : public OpKernel, CrossEntropyAttrs {
     }
     Tensor* dlogits;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, logits.shape(), &dlogits));
-    CrossEntropyLaunch<Device, T, I>::Backward(ctx, dloss, dnll, logits, targets, lse, dlogits,
-                                               rows, vocab, eps_, pad_);
+    CrossEntropyLaunch<Device, T, I>::Backward(ctx, dloss, dnll, logits, targets, lse, nll,
+                                               dlogits, rows, vocab, eps_, pad_);
   }
 };
 

@@ -189,16 +189,18 @@ PYBIND11_MODULE(lightseq_cuda, m) {
   m.def(
       "cross_entropy_bwd",
       [](int dtype, std::uintptr_t dloss, std::uintptr_t dnll, std::uintptr_t logits,
-         std::uintptr_t targets, bool targets_int64, std::uintptr_t lse, std::uintptr_t dlogits,
+         std::uintptr_t targets, bool targets_int64, std::uintptr_t lse, std::uintptr_t nll,
+         std::uintptr_t dlogits,
          int64_t rows, int64_t vocab, float epsilon, int64_t padding_id, std::uintptr_t stream) {
         check(lightseq::cross_entropy_bwd(to_dtype(dtype), ptr<const float*>(dloss),
                                           ptr<const float*>(dnll), ptr<const void*>(logits),
                                           ptr<const void*>(targets), targets_int64,
-                                          ptr<const float*>(lse), ptr<void*>(dlogits), rows, vocab,
+                                          ptr<const float*>(lse), ptr<const float*>(nll),
+                                          ptr<void*>(dlogits), rows, vocab,
                                           epsilon, padding_id, ptr<cudaStream_t>(stream)),
               "cross_entropy_bwd");
       },
       py::arg("dtype"), py::arg("dloss"), py::arg("dnll"), py::arg("logits"), py::arg("targets"),
-      py::arg("targets_int64"), py::arg("lse"), py::arg("dlogits"), py::arg("rows"),
+      py::arg("targets_int64"), py::arg("lse"), py::arg("nll"), py::arg("dlogits"), py::arg("rows"),
       py::arg("vocab"), py::arg("epsilon"), py::arg("padding_id"), py::arg("stream"));
 }

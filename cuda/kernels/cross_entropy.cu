@@ -74,12 +74,12 @@ __device__ __forceinline__ int64_t target_of(const void* targets, int64_t row) {
 }
 
 struct Smoothing {
-  float conf, low;  // q_target, q_other
+  float conf, low, eps;  // q_target = 1 - eps, q_other
 };
 
 __host__ Smoothing make_smoothing(float eps, int64_t vocab) {
   const float low = vocab > 1 ? static_cast<float>(eps / static_cast<double>(vocab - 1)) : 0.f;
-  return {1.f - eps, low};
+  return {1.f - eps, low, eps};
 }
 
 template <typename T, int VEC, typename I>
@@ -127,8 +127,8 @@ template <typename T, int VEC, typename I>
 __global__ void __launch_bounds__(kThreads)
 ce_bwd_kernel(const float* __restrict__ dloss, const float* __restrict__ dnll,
               const T* __restrict__ logits, const void* __restrict__ targets,
-              const float* __restrict__ lse, T* __restrict__ dlogits, int64_t vocab,
-              Smoothing q, int64_t padding_id) {
+              const float* __restrict__ lse, const float* __restrict__ nll,
+              T* __restrict__ dlogits, int64_t vocab, Smoothing q, int64_t padding_id) {
   const int64_t row = blockIdx.x;
   const int64_t t = target_of<I>(targets, row);
   const T* z = logits + row * vocab;
@@ -138,15 +138,16 @@ ce_bwd_kernel(const float* __restrict__ dloss, const float* __restrict__ dnll,
   const bool bad = !pad && (t < 0 || t >= vocab);
   const float gl = pad ? 0.f : dloss[row], gn = pad ? 0.f : dnll[row];
   const float g1 = gl + gn, base = -gl * q.low, l = pad ? 0.f : lse[row];
-  const float at_t = -gl * (q.conf - q.low) - gn;
+  // Target entry: gl (p_t - conf) + gn (p_t - 1), p_t - 1 = expm1(-nll).
+  const float pm1 = pad ? 0.f : expm1f(-nll[row]);
+  const float at_t = gl * (pm1 + q.eps) + gn * pm1;
   for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
     float v[VEC], o[VEC];
     load_vec<T, VEC>(z + i * VEC, v);
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       const int64_t j = i * VEC + k;
-      float d = pad ? 0.f : g1 * __expf(v[k] - l) + base;
-      if (j == t) d += at_t;
+      float d = pad ? 0.f : (j == t ? at_t : g1 * __expf(v[k] - l) + base);
       o[k] = bad ? NAN : d;
     }
     store_vec<T, VEC>(dz + i * VEC, o);
@@ -205,17 +206,18 @@ cudaError_t fwd_impl(const void* logits, const void* targets, float* loss, float
 
 template <typename T, typename I>
 cudaError_t bwd_impl(const float* dloss, const float* dnll, const void* logits,
-                     const void* targets, const float* lse, void* dlogits, int64_t rows,
+                     const void* targets, const float* lse, const float* nll, void* dlogits,
+                     int64_t rows,
                      int64_t vocab, Smoothing q, int64_t pad, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   const T* z = static_cast<const T*>(logits);
   T* dz = static_cast<T*>(dlogits);
   if (aligned_rows<T>(z, vocab) && detail::is_aligned(dz, 16))
-    ce_bwd_kernel<T, 16 / sizeof(T), I><<<rows, kThreads, 0, stream>>>(dloss, dnll, z, targets,
-                                                                      lse, dz, vocab, q, pad);
+    ce_bwd_kernel<T, 16 / sizeof(T), I><<<rows, kThreads, 0, stream>>>(
+        dloss, dnll, z, targets, lse, nll, dz, vocab, q, pad);
   else
-    ce_bwd_kernel<T, 1, I><<<rows, kThreads, 0, stream>>>(dloss, dnll, z, targets, lse, dz, vocab,
-                                                         q, pad);
+    ce_bwd_kernel<T, 1, I><<<rows, kThreads, 0, stream>>>(dloss, dnll, z, targets, lse, nll, dz,
+                                                         vocab, q, pad);
   return cudaGetLastError();
 }
 
@@ -254,13 +256,14 @@ cudaError_t cross_entropy_fwd(DType dtype, const void* logits, const void* targe
 
 cudaError_t cross_entropy_bwd(DType dtype, const float* dloss, const float* dnll,
                               const void* logits, const void* targets, bool targets_int64,
-                              const float* lse, void* dlogits, int64_t rows, int64_t vocab,
-                              float epsilon, int64_t padding_id, cudaStream_t stream) {
+                              const float* lse, const float* nll, void* dlogits, int64_t rows,
+                              int64_t vocab, float epsilon, int64_t padding_id,
+                              cudaStream_t stream) {
   if (!valid(rows, vocab, epsilon)) return cudaErrorInvalidValue;
   const Smoothing q = make_smoothing(epsilon, vocab);
   return dispatch(dtype, targets_int64, [&](auto t, auto i) {
-    return bwd_impl<decltype(t), decltype(i)>(dloss, dnll, logits, targets, lse, dlogits, rows,
-                                              vocab, q, padding_id, stream);
+    return bwd_impl<decltype(t), decltype(i)>(dloss, dnll, logits, targets, lse, nll, dlogits,
+                                              rows, vocab, q, padding_id, stream);
   });
 }
 

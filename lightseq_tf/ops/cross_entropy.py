@@ -30,8 +30,8 @@ def _cross_entropy_grad(op, dloss, dnll, unused_dlse, dsums):
     dloss = dloss + dsums[0]
     dnll = dnll + dsums[1]
     logits, targets = op.inputs
-    lse = op.outputs[2]
+    nll, lse = op.outputs[1], op.outputs[2]
     dlogits = ops().lightseq_cross_entropy_grad(
-        dloss, dnll, logits, targets, lse, epsilon=op.get_attr("epsilon"),
+        dloss, dnll, logits, targets, lse, nll, epsilon=op.get_attr("epsilon"),
         padding_id=op.get_attr("padding_id"))
     return dlogits, None

@@ -132,12 +132,19 @@ def test_bad_input_is_invalid_argument(case, match):
 def test_grad_op_rejects_out_of_range_targets():
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"targets\[0\] = 9"):
         ops().lightseq_cross_entropy_grad(tf.ones([1]), tf.ones([1]), tf.zeros([1, 4]),
-                                          tf.constant([9]), tf.zeros([1]), epsilon=0.1)
+                                          tf.constant([9]), tf.zeros([1]), tf.zeros([1]),
+                                          epsilon=0.1)
 
 
-def test_confident_tokens_keep_their_small_loss():
-    """nll = log1p(exp(-20)) ~ 2.06e-9 must not round to 0 (lse = m + log1p(s))."""
-    _, nll, _ = lightseq_tf.cross_entropy(tf.constant([[20.0, 0.0], [0.0, 9.0]]),
-                                          tf.constant([0, 1]), 0.0)
+def test_confident_tokens_keep_their_small_loss_and_gradient():
+    """nll = log1p(exp(-20)) ~ 2.06e-9 must not round to 0, nor must its
+    gradient p_t - 1 = -2.06e-9 (computed as expm1(-nll))."""
+    logits = tf.constant([[20.0, 0.0], [0.0, 9.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        _, nll, _ = lightseq_tf.cross_entropy(logits, tf.constant([0, 1]), 0.0)
+    d = tape.gradient(nll, logits).numpy()
+    a, b = np.exp(-20.0) / (1 + np.exp(-20.0)), np.exp(-9.0) / (1 + np.exp(-9.0))
     np.testing.assert_allclose(nll.numpy(), [np.log1p(np.exp(-20.0)), np.log1p(np.exp(-9.0))],
                                rtol=1e-5)
+    np.testing.assert_allclose(d, [[-a, a], [b, -b]], rtol=1e-5)

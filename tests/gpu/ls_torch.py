@@ -133,10 +133,11 @@ def cross_entropy(logits, targets, eps, padding_id=-1, out=None):
     return loss, nll, lse, sums
 
 
-def cross_entropy_bwd(dloss, dnll, logits, targets, lse, eps, padding_id=-1, out=None):
+def cross_entropy_bwd(dloss, dnll, logits, targets, lse, nll, eps, padding_id=-1, out=None):
     dlogits = torch.empty_like(logits) if out is None else out
     lc.cross_entropy_bwd(DTYPES[logits.dtype], dloss.data_ptr(), dnll.data_ptr(),
                          logits.data_ptr(), targets.data_ptr(), targets.dtype == torch.int64,
-                         lse.data_ptr(), dlogits.data_ptr(), targets.numel(), logits.shape[-1],
+                         lse.data_ptr(), nll.data_ptr(), dlogits.data_ptr(), targets.numel(),
+                         logits.shape[-1],
                          eps, padding_id, _stream())
     return dlogits

@@ -40,7 +40,7 @@ def test_matches_torch(rows, vocab, dtype, eps, tidx):
     gl, gn = torch.randn(rows, device="cuda"), torch.randn(rows, device="cuda")
     loss, nll, lse, sums = ls_torch.cross_entropy(logits, targets, eps, pad)
     dl = torch.full_like(logits, float("nan"))
-    ls_torch.cross_entropy_bwd(gl, gn, logits, targets, lse, eps, pad, out=dl)
+    ls_torch.cross_entropy_bwd(gl, gn, logits, targets, lse, nll, eps, pad, out=dl)
     rl, rn, rd, count = reference(logits, targets, eps, pad, gl, gn)
     torch.cuda.synchronize()
     # float32 math: 1e-5 relative, plus an absolute floor of a few ulps of the
@@ -69,7 +69,7 @@ def test_out_of_range_target_is_nan_not_an_out_of_bounds_read():
     targets = torch.tensor([1, 10**9, -7], device="cuda")
     loss, nll, lse, sums = ls_torch.cross_entropy(logits, targets, 0.1)
     d = ls_torch.cross_entropy_bwd(torch.ones(3, device="cuda"), torch.ones(3, device="cuda"),
-                                   logits, targets, lse, 0.1)
+                                   logits, targets, lse, nll, 0.1)
     torch.cuda.synchronize()
     assert torch.isfinite(loss[0]) and torch.isnan(loss[1:]).all() and torch.isnan(sums[0])
     assert torch.isfinite(d[0]).all() and torch.isnan(d[1:]).all()
@@ -85,6 +85,12 @@ def test_rejects_bad_epsilon():
 def test_confident_tokens_keep_their_small_loss():
     import math
     logits = torch.tensor([[20.0, 0.0], [0.0, 9.0]], device="cuda")
-    _, nll, _, _ = ls_torch.cross_entropy(logits, torch.tensor([0, 1], device="cuda"), 0.0)
+    targets = torch.tensor([0, 1], device="cuda")
+    _, nll, lse, _ = ls_torch.cross_entropy(logits, targets, 0.0)
     want = torch.tensor([math.log1p(math.exp(-20.0)), math.log1p(math.exp(-9.0))])
     torch.testing.assert_close(nll.cpu().double(), want.double(), rtol=2e-5, atol=0)
+    d = ls_torch.cross_entropy_bwd(torch.zeros(2, device="cuda"), torch.ones(2, device="cuda"),
+                                   logits, targets, lse, nll, 0.0)
+    a, b = math.exp(-20) / (1 + math.exp(-20)), math.exp(-9) / (1 + math.exp(-9))
+    torch.testing.assert_close(d.cpu().double(), torch.tensor([[-a, a], [b, -b]]).double(),
+                               rtol=2e-5, atol=0)

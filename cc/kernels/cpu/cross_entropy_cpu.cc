@@ -72,8 +72,8 @@ void CrossEntropyForwardCpu(tensorflow::thread::ThreadPool* pool, const T* logit
 template <typename T, typename I>
 void CrossEntropyBackwardCpu(tensorflow::thread::ThreadPool* pool, const float* dloss,
                              const float* dnll, const T* logits, const I* targets,
-                             const float* lse, T* dlogits, int64_t rows, int64_t vocab,
-                             float epsilon, int64_t padding_id) {
+                             const float* lse, const float* nll, T* dlogits, int64_t rows,
+                             int64_t vocab, float epsilon, int64_t padding_id) {
   const Smoothing q = MakeSmoothing(epsilon, vocab);
   pool->ParallelFor(rows, RowCost(vocab), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -87,8 +87,9 @@ void CrossEntropyBackwardCpu(tensorflow::thread::ThreadPool* pool, const float* 
       const float gl = dloss[r], gn = dnll[r], g1 = gl + gn, base = -gl * q.low, l = lse[r];
       for (int64_t j = 0; j < vocab; ++j)
         dz[j] = static_cast<T>(g1 * std::exp(static_cast<float>(zr[j]) - l) + base);
-      dz[t] = static_cast<T>(g1 * std::exp(static_cast<float>(zr[t]) - l) + base -
-                             gl * (q.conf - q.low) - gn);
+      // p_t - 1 = expm1(-nll) without cancellation (see cross_entropy.cu).
+      const float pm1 = std::expm1(-nll[r]);
+      dz[t] = static_cast<T>(gl * (pm1 + epsilon) + gn * pm1);
     }
   });
 }
@@ -99,7 +100,7 @@ void CrossEntropyBackwardCpu(tensorflow::thread::ThreadPool* pool, const float* 
                                              int64_t, int64_t, float, int64_t);               \
   template void CrossEntropyBackwardCpu<T, I>(tensorflow::thread::ThreadPool*, const float*,  \
                                               const float*, const T*, const I*, const float*, \
-                                              T*, int64_t, int64_t, float, int64_t);
+                                              const float*, T*, int64_t, int64_t, float, int64_t);
 LIGHTSEQ_INSTANTIATE(float, int32_t)
 LIGHTSEQ_INSTANTIATE(float, int64_t)
 LIGHTSEQ_INSTANTIATE(Eigen::half, int32_t)

@@ -16,7 +16,8 @@ void CrossEntropyForwardCpu(tensorflow::thread::ThreadPool* pool, const T* logit
 template <typename T, typename I>
 void CrossEntropyBackwardCpu(tensorflow::thread::ThreadPool* pool, const float* dloss,
                              const float* dnll, const T* logits, const I* targets,
-                             const float* lse, T* dlogits, int64_t rows, int64_t vocab,
+                             const float* lse, const float* nll, T* dlogits, int64_t rows,
+                             int64_t vocab,
                              float epsilon, int64_t padding_id);
 
 }  // namespace lightseq_tf

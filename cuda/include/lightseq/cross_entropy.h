@@ -6,7 +6,9 @@
 // All math is float32 over fp32/fp16/bf16 logits; no [rows, vocab] float32
 // temporary: forward keeps lse_i = logsumexp(logits_i) for the backward, which
 // writes dlogits in one pass:
-//   dlogits_ij = (dloss_i + dnll_i) p_ij - dloss_i q_j - dnll_i [j == t_i].
+//   dlogits_ij = (dloss_i + dnll_i) p_ij - dloss_i q_j - dnll_i [j == t_i],
+// the target entry as dloss (expm1(-nll) + eps) + dnll expm1(-nll) (p_t - 1
+// without cancellation for confident tokens; hence nll is a backward input).
 // A target outside [0, vocab) that is not padding_id is never dereferenced:
 // its row's loss, nll and lse are NaN (and so are the sums) and its dlogits
 // row is NaN. (The TF op rejects such targets on the CPU with InvalidArgument.)
@@ -32,7 +34,8 @@ cudaError_t cross_entropy_fwd(DType dtype, const void* logits, const void* targe
 // gradients already added by the caller). dlogits: [rows, vocab] of dtype.
 cudaError_t cross_entropy_bwd(DType dtype, const float* dloss, const float* dnll,
                               const void* logits, const void* targets, bool targets_int64,
-                              const float* lse, void* dlogits, int64_t rows, int64_t vocab,
+                              const float* lse, const float* nll, void* dlogits, int64_t rows,
+                              int64_t vocab,
                               float epsilon, int64_t padding_id, cudaStream_t stream);
 
 }  // namespace lightseq
