@@ -30,8 +30,11 @@ if [ "$mode" != "--bench-only" ]; then
   step tests python3 -m pytest tests/gpu -q -p no:cacheprovider
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
     python3 -m pytest tests/gpu -q -p no:cacheprovider -x
-  step racecheck compute-sanitizer --tool racecheck --error-exitcode 3 --print-limit 20 \
-    python3 -m pytest tests/gpu -q -p no:cacheprovider -x
+  # racecheck instruments our kernels only (names contain "lightseq"): PyTorch's
+  # own float64 reduction kernel, used by the references, reports hazards
+  # of its warp-synchronous shared-memory code that are not ours to fix.
+  step racecheck compute-sanitizer --tool racecheck --kernel-name kns=lightseq \
+    --error-exitcode 3 --print-limit 20 python3 -m pytest tests/gpu -q -p no:cacheprovider -x
 fi
 if [ "$mode" != "--no-bench" ]; then
   for b in benchmarks/gpu_*.py; do
