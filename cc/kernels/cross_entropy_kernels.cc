@@ -10,24 +10,7 @@
 
 namespace lightseq_tf {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-namespace errors = tensorflow::errors;
-using CPUDevice = Eigen::ThreadPoolDevice;
-
 namespace {
-
-template <typename T>
-const T* Ptr(const Tensor& t) {
-  return reinterpret_cast<const T*>(t.tensor_data().data());
-}
-template <typename T>
-T* MutPtr(Tensor* t) {
-  return reinterpret_cast<T*>(const_cast<char*>(t->tensor_data().data()));
-}
 
 // logits: [..., V] with targets: logits.shape[:-1]; V >= 1 (>= 2 when smoothing).
 absl::Status CheckShapes(const Tensor& logits, const Tensor& targets, float eps, int64_t* rows,
@@ -47,6 +30,21 @@ absl::Status CheckShapes(const Tensor& logits, const Tensor& targets, float eps,
   *rows = lead.num_elements();
   if (*rows >= (int64_t{1} << 31))
     return errors::InvalidArgument("at most 2^31 - 1 tokens per call, got ", *rows);
+  return absl::OkStatus();
+}
+
+// Every target is a class index or padding_id. Only the CPU kernels check
+// (the GPU kernels cannot without a device-to-host sync; they turn such rows
+// into NaN instead and never read out of bounds).
+template <typename I>
+absl::Status CheckTargets(const Tensor& targets, int64_t rows, int64_t vocab, int64_t pad) {
+  const I* t = Ptr<I>(targets);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t v = static_cast<int64_t>(t[r]);
+    if (v != pad && (v < 0 || v >= vocab))
+      return errors::InvalidArgument("targets[", r, "] = ", v, " is outside [0, ", vocab,
+                                     ") and is not padding_id (", pad, ")");
+  }
   return absl::OkStatus();
 }
 
@@ -72,33 +70,19 @@ struct CrossEntropyLaunch<CPUDevice, T, I> {
   static void Forward(OpKernelContext* ctx, const Tensor& logits, const Tensor& targets,
                       Tensor* loss, Tensor* nll, Tensor* lse, Tensor* sums, int64_t rows,
                       int64_t vocab, float eps, int64_t pad) {
-    // The CPU kernel validates every target (the GPU kernel cannot without a
-    // device-to-host sync; it turns such rows into NaN instead, never reading
-    // out of bounds).
-    const I* t = Ptr<I>(targets);
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t v = static_cast<int64_t>(t[r]);
-      OP_REQUIRES(ctx, v == pad || (v >= 0 && v < vocab),
-                  errors::InvalidArgument("targets[", r, "] = ", v, " is outside [0, ", vocab,
-                                          ") and is not padding_id (", pad, ")"));
-    }
+    OP_REQUIRES_OK(ctx, CheckTargets<I>(targets, rows, vocab, pad));
     CrossEntropyForwardCpu<T, I>(ctx->device()->tensorflow_cpu_worker_threads()->workers,
-                                 Ptr<T>(logits), t, MutPtr<float>(loss), MutPtr<float>(nll),
+                                 Ptr<T>(logits), Ptr<I>(targets), MutPtr<float>(loss), MutPtr<float>(nll),
                                  MutPtr<float>(lse), MutPtr<float>(sums), rows, vocab, eps, pad);
   }
   static void Backward(OpKernelContext* ctx, const Tensor& dloss, const Tensor& dnll,
                        const Tensor& logits, const Tensor& targets, const Tensor& lse,
                        const Tensor& nll, Tensor* dlogits, int64_t rows, int64_t vocab, float eps,
                        int64_t pad) {
-    const I* t = Ptr<I>(targets);
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t v = static_cast<int64_t>(t[r]);
-      OP_REQUIRES(ctx, v == pad || (v >= 0 && v < vocab),
-                  errors::InvalidArgument("targets[", r, "] = ", v, " is outside [0, ", vocab,
-                                          ") and is not padding_id (", pad, ")"));
-    }
+    OP_REQUIRES_OK(ctx, CheckTargets<I>(targets, rows, vocab, pad));
     CrossEntropyBackwardCpu<T, I>(ctx->device()->tensorflow_cpu_worker_threads()->workers,
-                                  Ptr<float>(dloss), Ptr<float>(dnll), Ptr<T>(logits), t,
+                                  Ptr<float>(dloss), Ptr<float>(dnll), Ptr<T>(logits),
+                                  Ptr<I>(targets),
                                   Ptr<float>(lse), Ptr<float>(nll), MutPtr<T>(dlogits), rows,
                                   vocab, eps, pad);
   }

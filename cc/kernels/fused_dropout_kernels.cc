@@ -18,14 +18,6 @@
 
 namespace lightseq_tf {
 
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-namespace errors = tensorflow::errors;
-using CPUDevice = Eigen::ThreadPoolDevice;
-
 enum class Kind { kDropout, kBiasDropoutResidual, kBiasActDropout };
 
 namespace {
@@ -55,15 +47,6 @@ absl::Status CheckBias(const Tensor& x, const Tensor& bias, const Tensor* residu
                                    ", got ", ShapeStr(residual->shape()));
   *rows = *hidden == 0 ? 0 : x.NumElements() / *hidden;
   return absl::OkStatus();
-}
-
-template <typename T>
-const T* Ptr(const Tensor* t) {
-  return t ? reinterpret_cast<const T*>(t->tensor_data().data()) : nullptr;
-}
-template <typename T>
-T* MutPtr(Tensor* t) {
-  return t ? reinterpret_cast<T*>(const_cast<char*>(t->tensor_data().data())) : nullptr;
 }
 
 }  // namespace

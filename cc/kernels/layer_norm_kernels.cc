@@ -17,14 +17,6 @@
 namespace lightseq_tf {
 
 using tensorflow::DEVICE_CPU;
-using tensorflow::OpKernel;
-using tensorflow::OpKernelConstruction;
-using tensorflow::OpKernelContext;
-using tensorflow::Tensor;
-using tensorflow::TensorShape;
-namespace errors = tensorflow::errors;
-
-using CPUDevice = Eigen::ThreadPoolDevice;
 
 namespace {
 
@@ -55,15 +47,6 @@ TensorShape LeadingShape(const Tensor& x) {
   TensorShape s = x.shape();
   s.RemoveLastDims(1);
   return s;
-}
-
-template <typename T>
-const T* Ptr(const Tensor& t) {
-  return reinterpret_cast<const T*>(t.tensor_data().data());
-}
-template <typename T>
-T* MutPtr(Tensor* t) {
-  return reinterpret_cast<T*>(const_cast<char*>(t->tensor_data().data()));
 }
 
 }  // namespace

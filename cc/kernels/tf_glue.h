@@ -12,6 +12,15 @@
 
 namespace lightseq_tf {
 
+// Names every OpKernel file of ours uses.
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+namespace errors = tensorflow::errors;
+using CPUDevice = Eigen::ThreadPoolDevice;
+
 template <typename T>
 struct CudaDType;
 template <>
@@ -30,6 +39,20 @@ struct CudaDType<Eigen::bfloat16> {
 // "[2,3,4]" for error messages.
 inline std::string ShapeStr(const tensorflow::TensorShape& s) {
   return s.DebugString();
+}
+
+// Typed views of a tensor's buffer (null for a null tensor: optional inputs).
+template <typename T>
+const T* Ptr(const tensorflow::Tensor& t) {
+  return reinterpret_cast<const T*>(t.tensor_data().data());
+}
+template <typename T>
+const T* Ptr(const tensorflow::Tensor* t) {
+  return t ? Ptr<T>(*t) : nullptr;
+}
+template <typename T>
+T* MutPtr(tensorflow::Tensor* t) {
+  return t ? reinterpret_cast<T*>(const_cast<char*>(t->tensor_data().data())) : nullptr;
 }
 
 inline absl::Status CheckDropoutRate(float rate) {

@@ -35,12 +35,7 @@ cudaError_t dispatch(DType dtype, Activation act, F&& f) {
     }
     return cudaErrorInvalidValue;
   };
-  switch (dtype) {
-    case DType::kFloat32: return by_act(float());
-    case DType::kFloat16: return by_act(__half());
-    case DType::kBFloat16: return by_act(__nv_bfloat16());
-  }
-  return cudaErrorInvalidValue;
+  return detail::dispatch_dtype(dtype, by_act);
 }
 
 bool valid(int64_t rows, int64_t hidden, float rate) {

@@ -36,13 +36,9 @@ cudaError_t bias_dropout_residual_fwd(DType dtype, const void* x, const void* bi
                                       cudaStream_t stream) {
   if (!valid(rows, hidden, rate)) return cudaErrorInvalidValue;
   const auto d = detail::make_dropout_args(seed, rate);
-  switch (dtype) {
-    case DType::kFloat32: return fwd<float>(x, bias, residual, y, rows, hidden, d, stream);
-    case DType::kFloat16: return fwd<__half>(x, bias, residual, y, rows, hidden, d, stream);
-    case DType::kBFloat16:
-      return fwd<__nv_bfloat16>(x, bias, residual, y, rows, hidden, d, stream);
-  }
-  return cudaErrorInvalidValue;
+  return detail::dispatch_dtype(dtype, [&](auto t) {
+    return fwd<decltype(t)>(x, bias, residual, y, rows, hidden, d, stream);
+  });
 }
 
 size_t bias_dropout_residual_bwd_workspace_bytes(DType dtype, int64_t rows, int64_t hidden) {
@@ -54,13 +50,9 @@ cudaError_t bias_dropout_residual_bwd(DType dtype, const void* dy, void* dx, voi
                                       uint64_t seed, float rate, cudaStream_t stream) {
   if (!valid(rows, hidden, rate)) return cudaErrorInvalidValue;
   const auto d = detail::make_dropout_args(seed, rate);
-  switch (dtype) {
-    case DType::kFloat32: return bwd<float>(dy, dx, dbias, workspace, rows, hidden, d, stream);
-    case DType::kFloat16: return bwd<__half>(dy, dx, dbias, workspace, rows, hidden, d, stream);
-    case DType::kBFloat16:
-      return bwd<__nv_bfloat16>(dy, dx, dbias, workspace, rows, hidden, d, stream);
-  }
-  return cudaErrorInvalidValue;
+  return detail::dispatch_dtype(dtype, [&](auto t) {
+    return bwd<decltype(t)>(dy, dx, dbias, workspace, rows, hidden, d, stream);
+  });
 }
 
 }  // namespace lightseq

@@ -91,6 +91,18 @@ __device__ __forceinline__ float2 row_allreduce_sum(float2 v, float2* smem) {
   return warp_allreduce_sum(t);
 }
 
+// Calls f(T()) with T the element type of `dtype` (float, __half or
+// __nv_bfloat16): the one place a DType becomes a C++ type.
+template <typename F>
+cudaError_t dispatch_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kFloat32: return f(float());
+    case DType::kFloat16: return f(__half());
+    case DType::kBFloat16: return f(__nv_bfloat16());
+  }
+  return cudaErrorInvalidValue;
+}
+
 inline bool is_aligned(const void* p, int bytes) {
   return (reinterpret_cast<uintptr_t>(p) % bytes) == 0;
 }

@@ -227,12 +227,7 @@ cudaError_t dispatch(DType dtype, bool i64, F&& f) {
   auto by_index = [&](auto t) -> cudaError_t {
     return i64 ? f(t, int64_t()) : f(t, int32_t());
   };
-  switch (dtype) {
-    case DType::kFloat32: return by_index(float());
-    case DType::kFloat16: return by_index(__half());
-    case DType::kBFloat16: return by_index(__nv_bfloat16());
-  }
-  return cudaErrorInvalidValue;
+  return detail::dispatch_dtype(dtype, by_index);
 }
 
 bool valid(int64_t rows, int64_t vocab, float eps) {

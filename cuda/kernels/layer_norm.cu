@@ -370,23 +370,12 @@ cudaError_t layer_norm_fwd(DType dtype, const void* x, const void* gamma,
                            cudaStream_t stream) {
   if (!valid(rows, hidden) || !(epsilon > 0.f)) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
-  switch (dtype) {
-    case DType::kFloat32:
-      return fwd_impl(static_cast<const float*>(x), static_cast<const float*>(gamma),
-                      static_cast<const float*>(beta), static_cast<float*>(y),
-                      mean, rstd, rows, hidden, epsilon, stream);
-    case DType::kFloat16:
-      return fwd_impl(static_cast<const __half*>(x), static_cast<const __half*>(gamma),
-                      static_cast<const __half*>(beta), static_cast<__half*>(y),
-                      mean, rstd, rows, hidden, epsilon, stream);
-    case DType::kBFloat16:
-      return fwd_impl(static_cast<const __nv_bfloat16*>(x),
-                      static_cast<const __nv_bfloat16*>(gamma),
-                      static_cast<const __nv_bfloat16*>(beta),
-                      static_cast<__nv_bfloat16*>(y), mean, rstd, rows, hidden,
-                      epsilon, stream);
-  }
-  return cudaErrorInvalidValue;
+  return detail::dispatch_dtype(dtype, [&](auto t) {
+    using T = decltype(t);
+    return fwd_impl(static_cast<const T*>(x), static_cast<const T*>(gamma),
+                    static_cast<const T*>(beta), static_cast<T*>(y), mean, rstd, rows, hidden,
+                    epsilon, stream);
+  });
 }
 
 size_t layer_norm_bwd_workspace_bytes(DType dtype, int64_t rows, int hidden) {
@@ -406,27 +395,12 @@ cudaError_t layer_norm_bwd(DType dtype, const void* dy, const void* x,
                            void* dbeta, void* workspace, int64_t rows,
                            int hidden, cudaStream_t stream) {
   if (!valid(rows, hidden)) return cudaErrorInvalidValue;
-  switch (dtype) {
-    case DType::kFloat32:
-      return bwd_impl(static_cast<const float*>(dy), static_cast<const float*>(x),
-                      mean, rstd, static_cast<const float*>(gamma),
-                      static_cast<float*>(dx), static_cast<float*>(dgamma),
-                      static_cast<float*>(dbeta), workspace, rows, hidden, stream);
-    case DType::kFloat16:
-      return bwd_impl(static_cast<const __half*>(dy), static_cast<const __half*>(x),
-                      mean, rstd, static_cast<const __half*>(gamma),
-                      static_cast<__half*>(dx), static_cast<__half*>(dgamma),
-                      static_cast<__half*>(dbeta), workspace, rows, hidden, stream);
-    case DType::kBFloat16:
-      return bwd_impl(static_cast<const __nv_bfloat16*>(dy),
-                      static_cast<const __nv_bfloat16*>(x), mean, rstd,
-                      static_cast<const __nv_bfloat16*>(gamma),
-                      static_cast<__nv_bfloat16*>(dx),
-                      static_cast<__nv_bfloat16*>(dgamma),
-                      static_cast<__nv_bfloat16*>(dbeta), workspace, rows,
-                      hidden, stream);
-  }
-  return cudaErrorInvalidValue;
+  return detail::dispatch_dtype(dtype, [&](auto t) {
+    using T = decltype(t);
+    return bwd_impl(static_cast<const T*>(dy), static_cast<const T*>(x), mean, rstd,
+                    static_cast<const T*>(gamma), static_cast<T*>(dx), static_cast<T*>(dgamma),
+                    static_cast<T*>(dbeta), workspace, rows, hidden, stream);
+  });
 }
 
 }  // namespace lightseq

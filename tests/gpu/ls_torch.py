@@ -68,6 +68,10 @@ def _seed(seed):
     return int(seed) % (1 << 64)
 
 
+def _workspace(nbytes, device):
+    return torch.empty(max(1, nbytes), dtype=torch.uint8, device=device)
+
+
 def dropout(x, rate, seed, out=None):
     y = torch.empty_like(x) if out is None else out
     lc.dropout_fwd(DTYPES[x.dtype], x.data_ptr(), y.data_ptr(), x.numel(), _seed(seed), rate,
@@ -87,9 +91,8 @@ def bias_dropout_residual(x, bias, residual, rate, seed, out=None):
 def bias_dropout_residual_bwd(dy, rate, seed, workspace=None, out=None):
     """-> (dx, dbias)"""
     rows, h = _rows_hidden(dy)
-    ws = workspace if workspace is not None else torch.empty(
-        max(1, lc.bias_dropout_residual_bwd_workspace_bytes(DTYPES[dy.dtype], rows, h)),
-        dtype=torch.uint8, device=dy.device)
+    ws = workspace if workspace is not None else _workspace(
+        lc.bias_dropout_residual_bwd_workspace_bytes(DTYPES[dy.dtype], rows, h), dy.device)
     dx = torch.empty_like(dy) if out is None else out[0]
     db = torch.empty(h, dtype=dy.dtype, device=dy.device) if out is None else out[1]
     lc.bias_dropout_residual_bwd(DTYPES[dy.dtype], dy.data_ptr(), dx.data_ptr(), db.data_ptr(),
@@ -108,9 +111,8 @@ def bias_act_dropout(x, bias, rate, seed, act="relu", out=None):
 def bias_act_dropout_bwd(dy, x, bias, rate, seed, act="relu", workspace=None, out=None):
     """-> (dx, dbias)"""
     rows, h = _rows_hidden(x)
-    ws = workspace if workspace is not None else torch.empty(
-        max(1, lc.bias_act_dropout_bwd_workspace_bytes(DTYPES[x.dtype], rows, h)),
-        dtype=torch.uint8, device=x.device)
+    ws = workspace if workspace is not None else _workspace(
+        lc.bias_act_dropout_bwd_workspace_bytes(DTYPES[x.dtype], rows, h), x.device)
     dx = torch.empty_like(x) if out is None else out[0]
     db = torch.empty(h, dtype=x.dtype, device=x.device) if out is None else out[1]
     lc.bias_act_dropout_bwd(DTYPES[x.dtype], ACTS[act], dy.data_ptr(), x.data_ptr(),
