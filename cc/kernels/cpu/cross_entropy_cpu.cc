@@ -26,7 +26,7 @@ void CrossEntropyForwardCpu(tensorflow::thread::ThreadPool* pool, const T* logit
                             int64_t rows, int64_t vocab, float epsilon, int64_t padding_id) {
   const Smoothing q = MakeSmoothing(epsilon, vocab);
   pool->ParallelFor(rows, RowCost(vocab), [&](int64_t r0, int64_t r1) {
-    std::vector<float> z(vocab);
+    Eigen::ArrayXf z(vocab);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t t = static_cast<int64_t>(targets[r]);
       if (t == padding_id) {
@@ -34,24 +34,18 @@ void CrossEntropyForwardCpu(tensorflow::thread::ThreadPool* pool, const T* logit
         continue;
       }
       const T* zr = logits + r * vocab;
-      float m = -INFINITY, sz = 0.f;
-      for (int64_t j = 0; j < vocab; ++j) {
-        z[j] = static_cast<float>(zr[j]);
-        m = std::max(m, z[j]);
-        sz += z[j];
-      }
-      // Sum over all but the first maximum (its term is exactly 1): lse =
+      for (int64_t j = 0; j < vocab; ++j) z[j] = static_cast<float>(zr[j]);
+      Eigen::Index jmax;
+      const float m = z.maxCoeff(&jmax);
+      const float sz = z.sum();
+      // Sum over all but the (first) maximum, whose term is exactly 1: lse =
       // m + log1p(s) keeps small losses accurate (see cross_entropy.cu).
-      float s = 0.f;
-      bool skipped = false;
-      for (int64_t j = 0; j < vocab; ++j) {
-        if (!skipped && z[j] == m) {
-          skipped = true;
-          continue;
-        }
-        s += std::exp(z[j] - m);
-      }
-      const float l1p = skipped ? std::log1p(s) : std::log(s);  // !skipped: NaN row
+      // Eigen's exp is vectorised.
+      const float zmax = z[jmax];
+      z[jmax] = -INFINITY;
+      const float s = (z - m).exp().sum();
+      z[jmax] = zmax;
+      const float l1p = std::log1p(s);
       const float gap = m - z[t];
       lse[r] = m + l1p;
       nll[r] = gap + l1p;
@@ -76,6 +70,7 @@ void CrossEntropyBackwardCpu(tensorflow::thread::ThreadPool* pool, const float* 
                              int64_t vocab, float epsilon, int64_t padding_id) {
   const Smoothing q = MakeSmoothing(epsilon, vocab);
   pool->ParallelFor(rows, RowCost(vocab), [&](int64_t r0, int64_t r1) {
+    Eigen::ArrayXf z(vocab);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t t = static_cast<int64_t>(targets[r]);
       T* dz = dlogits + r * vocab;
@@ -85,8 +80,9 @@ void CrossEntropyBackwardCpu(tensorflow::thread::ThreadPool* pool, const float* 
       }
       const T* zr = logits + r * vocab;
       const float gl = dloss[r], gn = dnll[r], g1 = gl + gn, base = -gl * q.low, l = lse[r];
-      for (int64_t j = 0; j < vocab; ++j)
-        dz[j] = static_cast<T>(g1 * std::exp(static_cast<float>(zr[j]) - l) + base);
+      for (int64_t j = 0; j < vocab; ++j) z[j] = static_cast<float>(zr[j]);
+      z = g1 * (z - l).exp() + base;  // vectorised exp
+      for (int64_t j = 0; j < vocab; ++j) dz[j] = static_cast<T>(z[j]);
       // p_t - 1 = expm1(-nll) without cancellation (see cross_entropy.cu).
       const float pm1 = std::expm1(-nll[r]);
       dz[t] = static_cast<T>(gl * (pm1 + epsilon) + gn * pm1);

@@ -1,6 +1,7 @@
 #include "cc/kernels/cpu/fused_dropout_cpu.h"
 
 #include "Eigen/Core"
+#include "unsupported/Eigen/SpecialFunctions"
 #include "cc/kernels/cpu/column_sums_cpu.h"
 #include "lightseq/philox.h"
 
@@ -8,67 +9,100 @@ namespace lightseq_tf {
 namespace {
 
 using lightseq::Philox4;
+using Arr = Eigen::Array<float, Eigen::Dynamic, 1>;
+using Map = Eigen::Map<Arr>;
 
-// Keep flags in element order, one Philox call per 8 elements.
-class MaskStream {
- public:
-  MaskStream(uint64_t seed, float rate)
-      : seed_(seed), threshold_(lightseq::dropout_keep_threshold(rate)) {}
-  bool keep(uint64_t e) {
-    const uint64_t call = e / lightseq::kDropoutElemsPerCall;
-    if (call != call_) {
-      words_ = lightseq::philox4x32_10(seed_, call);
-      call_ = call;
-    }
-    return lightseq::dropout_keep(words_, static_cast<int>(e % lightseq::kDropoutElemsPerCall),
-                                  threshold_);
+// m[i] = scale if element e0 + i is kept, else 0: one Philox call per 8
+// elements, no per-element branch on the call boundary.
+void FillMask(uint64_t seed, uint32_t threshold, float scale, int64_t e0, int64_t n, float* m) {
+  int64_t e = e0, i = 0;
+  while (i < n) {
+    const Philox4 r = lightseq::philox4x32_10(seed, static_cast<uint64_t>(e) / 8);
+    for (int k = static_cast<int>(e % 8); k < 8 && i < n; ++k, ++i, ++e)
+      m[i] = lightseq::dropout_keep(r, k, threshold) ? scale : 0.f;
   }
+}
 
- private:
-  uint64_t seed_;
-  uint32_t threshold_;
-  uint64_t call_ = ~uint64_t{0};
-  Philox4 words_{};
+// The activations of activation.h over whole rows with Eigen's vectorised
+// exp / erfc (same formulas; the CUDA kernels use CUDA's erfcf / expf).
+struct Rows {
+  static void F(lightseq::ActIdentity, Map) {}
+  static void F(lightseq::ActRelu, Map z) { z = z.max(0.f); }
+  static void F(lightseq::ActGelu, Map z) {
+    z = 0.5f * z * (-0.70710678118654752f * z).erfc();
+  }
+  static void F(lightseq::ActGeluTanh, Map z) {
+    const Arr u = 0.79788456080286536f * (z + 0.044715f * z.cube());
+    z = z / (1.f + (-2.f * u).exp());
+  }
+  // dz *= act'(z_in); z_in is overwritten.
+  static void Df(lightseq::ActIdentity, Map, Map) {}
+  static void Df(lightseq::ActRelu, Map z, Map g) { g = (z > 0.f).select(g, 0.f); }
+  static void Df(lightseq::ActGelu, Map z, Map g) {
+    g *= 0.5f * (-0.70710678118654752f * z).erfc() +
+         0.39894228040143268f * z * (-0.5f * z.square()).exp();
+  }
+  static void Df(lightseq::ActGeluTanh, Map z, Map g) {
+    const Arr u = 0.79788456080286536f * (z + 0.044715f * z.cube());
+    const Arr sg = 1.f / (1.f + (-2.f * u).exp());
+    g *= sg + 2.f * z * sg * (1.f - sg) * 0.79788456080286536f * (1.f + 0.134145f * z.square());
+  }
 };
 
+template <typename T>
+void Load(const T* p, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]);
+}
+template <typename T>
+void Store(const float* in, int64_t n, T* p) {
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(in[i]);
+}
+
 int64_t RowCost(int64_t hidden, CpuAct act) {
-  return hidden * (act == CpuAct::kIdentity || act == CpuAct::kRelu ? 12 : 40);
+  return hidden * (act == CpuAct::kIdentity || act == CpuAct::kRelu ? 8 : 30);
 }
 
 template <class Act, typename T>
 void ForwardRows(const T* x, const T* bias, const T* residual, T* y, int64_t r0, int64_t r1,
                  int64_t hidden, uint64_t seed, float rate) {
-  MaskStream mask(seed, rate);
+  const uint32_t threshold = lightseq::dropout_keep_threshold(rate);
   const float scale = lightseq::dropout_scale(rate);
+  Arr z(hidden), m(hidden), b(hidden), t(hidden);
+  if (bias) Load(bias, hidden, b.data());
   for (int64_t r = r0; r < r1; ++r) {
-    for (int64_t c = 0; c < hidden; ++c) {
-      const int64_t e = r * hidden + c;
-      float z = static_cast<float>(x[e]);
-      if (bias) z += static_cast<float>(bias[c]);
-      float v = mask.keep(e) ? Act::f(z) * scale : 0.f;
-      if (residual) v += static_cast<float>(residual[e]);
-      y[e] = static_cast<T>(v);
+    const int64_t e = r * hidden;
+    Load(x + e, hidden, z.data());
+    if (bias) z += b;
+    Rows::F(Act(), Map(z.data(), hidden));
+    FillMask(seed, threshold, scale, e, hidden, m.data());
+    z *= m;
+    if (residual) {
+      Load(residual + e, hidden, t.data());
+      z += t;
     }
+    Store(z.data(), hidden, y + e);
   }
 }
 
 template <class Act, typename T>
 void BackwardRows(const T* dy, const T* x, const T* bias, T* dx, float* dbias_part, int64_t r0,
                   int64_t r1, int64_t hidden, uint64_t seed, float rate) {
-  MaskStream mask(seed, rate);
+  const uint32_t threshold = lightseq::dropout_keep_threshold(rate);
   const float scale = lightseq::dropout_scale(rate);
+  Arr g(hidden), m(hidden), b(hidden), z(hidden);
+  if (bias && Act::kNeedsInput) Load(bias, hidden, b.data());
   for (int64_t r = r0; r < r1; ++r) {
-    for (int64_t c = 0; c < hidden; ++c) {
-      const int64_t e = r * hidden + c;
-      float v = mask.keep(e) ? static_cast<float>(dy[e]) * scale : 0.f;
-      if (Act::kNeedsInput) {
-        float z = static_cast<float>(x[e]);
-        if (bias) z += static_cast<float>(bias[c]);
-        v *= Act::df(z);
-      }
-      dx[e] = static_cast<T>(v);
-      if (dbias_part) dbias_part[c] += v;
+    const int64_t e = r * hidden;
+    Load(dy + e, hidden, g.data());
+    FillMask(seed, threshold, scale, e, hidden, m.data());
+    g *= m;
+    if (Act::kNeedsInput) {
+      Load(x + e, hidden, z.data());
+      if (bias) z += b;
+      Rows::Df(Act(), Map(z.data(), hidden), Map(g.data(), hidden));
     }
+    Store(g.data(), hidden, dx + e);
+    if (dbias_part) Map(dbias_part, hidden) += g;
   }
 }
 
