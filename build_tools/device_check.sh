@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command for the GPU test machine (no TensorFlow there): build the
 # harness for sm_90, run tests/gpu, run them again under compute-sanitizer
-# memcheck and racecheck, run the GPU benchmarks; logs + JSON + PNG go to $OUT.
+# memcheck and racecheck, run the GPU benchmarks; the log and benchmarks.tar
+# (JSON + PNG records, for benchmarks/results/) go to $OUT.
 #   OUT=/some/dir build_tools/device_check.sh [--bench-only|--no-bench]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,10 +38,13 @@ if [ "$mode" != "--bench-only" ]; then
     --error-exitcode 3 --print-limit 20 python3 -m pytest tests/gpu -q -p no:cacheprovider -x
 fi
 if [ "$mode" != "--no-bench" ]; then
+  mkdir -p "$OUT/bench"
   for b in benchmarks/gpu_*.py; do
     [ "$(basename "$b")" = gpu_common.py ] && continue
-    step "bench $(basename "$b")" python3 "$b" --out "$OUT"
+    step "bench $(basename "$b")" python3 "$b" --out "$OUT/bench"
   done
+  # One file back for all JSON + PNG records (the device tool returns <= 8 files).
+  tar -C "$OUT/bench" -cf "$OUT/benchmarks.tar" . && rm -rf "$OUT/bench"
 fi
 echo "device_check: $([ $status -eq 0 ] && echo PASS || echo FAIL)" | tee -a "$log"
 exit $status

@@ -2,8 +2,8 @@
 __version__ = "0.1.0"
 
 from lightseq_tf.ops import (  # noqa: E402
-    bias_act_dropout, bias_dropout_residual, cross_entropy, dropout, layer_norm)
+    attn_softmax, bias_act_dropout, bias_dropout_residual, cross_entropy, dropout, layer_norm)
 
 __all__ = [
-    "bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout", "layer_norm",
+    "attn_softmax", "bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout", "layer_norm",
     "__version__"]

@@ -14,6 +14,7 @@
 #include "lightseq/cross_entropy.h"
 #include "lightseq/dropout.h"
 #include "lightseq/layer_norm.h"
+#include "lightseq/softmax.h"
 
 namespace py = pybind11;
 using lightseq::DType;
@@ -203,4 +204,28 @@ PYBIND11_MODULE(lightseq_cuda, m) {
       py::arg("dtype"), py::arg("dloss"), py::arg("dnll"), py::arg("logits"), py::arg("targets"),
       py::arg("targets_int64"), py::arg("lse"), py::arg("nll"), py::arg("dlogits"), py::arg("rows"),
       py::arg("vocab"), py::arg("epsilon"), py::arg("padding_id"), py::arg("stream"));
+
+  // ---- attention softmax (lengths: device pointer or 0 for none)
+  m.def(
+      "attn_softmax_fwd",
+      [](int dtype, std::uintptr_t scores, std::uintptr_t lengths, std::uintptr_t probs,
+         int64_t batch, int64_t heads, int64_t q_len, int64_t k_len, float scale, bool causal,
+         uint64_t seed, float rate, std::uintptr_t stream) {
+        check(lightseq::attn_softmax_fwd(to_dtype(dtype), ptr<const void*>(scores),
+                                         ptr<const int32_t*>(lengths), ptr<void*>(probs),
+                                         {batch, heads, q_len, k_len}, scale, causal, seed, rate,
+                                         ptr<cudaStream_t>(stream)),
+              "attn_softmax_fwd");
+      });
+  m.def(
+      "attn_softmax_bwd",
+      [](int dtype, std::uintptr_t dprobs, std::uintptr_t scores, std::uintptr_t lengths,
+         std::uintptr_t dscores, int64_t batch, int64_t heads, int64_t q_len, int64_t k_len,
+         float scale, bool causal, uint64_t seed, float rate, std::uintptr_t stream) {
+        check(lightseq::attn_softmax_bwd(to_dtype(dtype), ptr<const void*>(dprobs),
+                                         ptr<const void*>(scores), ptr<const int32_t*>(lengths),
+                                         ptr<void*>(dscores), {batch, heads, q_len, k_len}, scale,
+                                         causal, seed, rate, ptr<cudaStream_t>(stream)),
+              "attn_softmax_bwd");
+      });
 }

@@ -143,3 +143,22 @@ def cross_entropy_bwd(dloss, dnll, logits, targets, lse, nll, eps, padding_id=-1
                          logits.shape[-1],
                          eps, padding_id, _stream())
     return dlogits
+
+
+def attn_softmax(scores, lengths, scale, causal, rate, seed, out=None):
+    """scores [B, h, Lq, Lk]; lengths int32 [B] or None."""
+    b, h, lq, lk = scores.shape
+    y = torch.empty_like(scores) if out is None else out
+    lc.attn_softmax_fwd(DTYPES[scores.dtype], scores.data_ptr(),
+                        0 if lengths is None else lengths.data_ptr(), y.data_ptr(), b, h, lq, lk,
+                        scale, causal, _seed(seed), rate, _stream())
+    return y
+
+
+def attn_softmax_bwd(dprobs, scores, lengths, scale, causal, rate, seed, out=None):
+    b, h, lq, lk = scores.shape
+    dz = torch.empty_like(scores) if out is None else out
+    lc.attn_softmax_bwd(DTYPES[scores.dtype], dprobs.data_ptr(), scores.data_ptr(),
+                        0 if lengths is None else lengths.data_ptr(), dz.data_ptr(), b, h, lq, lk,
+                        scale, causal, _seed(seed), rate, _stream())
+    return dz
