@@ -46,6 +46,24 @@ __device__ __forceinline__ void row_stats(const T* z, int64_t visible, float sca
   *sum = warp_allreduce_sum(s);
 }
 
+// Calls f(j, keep) for every key j of the row whose flat elements start at
+// `start`, lane by lane in chunks of 8 consecutive flat elements -- one
+// Philox call's worth -- so each call is made once, not once per element.
+template <typename F>
+__device__ __forceinline__ void for_row(int64_t start, int64_t k_len, uint64_t seed,
+                                        uint32_t threshold, F&& f) {
+  const bool drop = threshold < 65536u;
+  for (int64_t c = start / 8 + threadIdx.x; c * 8 < start + k_len; c += 32) {
+    Philox4 r{};
+    if (drop) r = philox4x32_10(seed, static_cast<uint64_t>(c));
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int64_t j = c * 8 + k - start;
+      if (j >= 0 && j < k_len) f(j, !drop || dropout_keep(r, k, threshold));
+    }
+  }
+}
+
 template <typename T>
 __global__ void softmax_fwd_kernel(const T* __restrict__ scores, const int32_t* __restrict__ lengths,
                                    T* __restrict__ probs, SoftmaxShape s, int64_t rows,
@@ -59,16 +77,12 @@ __global__ void softmax_fwd_kernel(const T* __restrict__ scores, const int32_t* 
   float m = 0.f, sum = 1.f;
   if (r.visible > 0) row_stats(z, r.visible, scale, &m, &sum);
   const float inv = 1.f / sum;
-  for (int64_t j = threadIdx.x; j < s.k_len; j += 32) {
+  const float ds = threshold < 65536u ? dscale : 1.f;
+  for_row(row * s.k_len, s.k_len, seed, threshold, [&](int64_t j, bool keep) {
     float p = 0.f;
-    if (j < r.visible) {
-      p = __expf(scale * to_float<T>(z[j]) - m) * inv;
-      if (threshold < 65536u)
-        p = dropout_keep_element(seed, static_cast<uint64_t>(row * s.k_len + j), threshold)
-                ? p * dscale : 0.f;
-    }
+    if (j < r.visible && keep) p = __expf(scale * to_float<T>(z[j]) - m) * inv * ds;
     y[j] = from_float<T>(p);
-  }
+  });
 }
 
 template <typename T>
@@ -85,25 +99,22 @@ __global__ void softmax_bwd_kernel(const T* __restrict__ dprobs, const T* __rest
   float m = 0.f, sum = 1.f;
   if (r.visible > 0) row_stats(z, r.visible, scale, &m, &sum);
   const float inv = 1.f / sum;
-  auto dp_at = [&](int64_t j) {
-    float d = to_float<T>(g[j]);
-    if (threshold < 65536u)
-      d = dropout_keep_element(seed, static_cast<uint64_t>(row * s.k_len + j), threshold)
-              ? d * dscale : 0.f;
-    return d;
-  };
+  const float ds = threshold < 65536u ? dscale : 1.f;
+  // dp = dropout(dprobs); dot = sum_j dp_j p_j over visible keys.
   float dot = 0.f;
-  for (int64_t j = threadIdx.x; j < r.visible; j += 32)
-    dot += dp_at(j) * __expf(scale * to_float<T>(z[j]) - m) * inv;
+  for_row(row * s.k_len, s.k_len, seed, threshold, [&](int64_t j, bool keep) {
+    if (j < r.visible && keep)
+      dot += to_float<T>(g[j]) * ds * __expf(scale * to_float<T>(z[j]) - m) * inv;
+  });
   dot = warp_allreduce_sum(dot);
-  for (int64_t j = threadIdx.x; j < s.k_len; j += 32) {
+  for_row(row * s.k_len, s.k_len, seed, threshold, [&](int64_t j, bool keep) {
     float d = 0.f;
     if (j < r.visible) {
       const float p = __expf(scale * to_float<T>(z[j]) - m) * inv;
-      d = scale * p * (dp_at(j) - dot);
+      d = scale * p * ((keep ? to_float<T>(g[j]) * ds : 0.f) - dot);
     }
     dz[j] = from_float<T>(d);
-  }
+  });
 }
 
 bool valid(const SoftmaxShape& s, float rate) {
