@@ -13,6 +13,7 @@
 #include "lightseq/bias_dropout_residual.h"
 #include "lightseq/cross_entropy.h"
 #include "lightseq/dropout.h"
+#include "lightseq/heads.h"
 #include "lightseq/layer_norm.h"
 #include "lightseq/softmax.h"
 
@@ -228,4 +229,21 @@ PYBIND11_MODULE(lightseq_cuda, m) {
                                          causal, seed, rate, ptr<cudaStream_t>(stream)),
               "attn_softmax_bwd");
       });
+
+  // ---- head split (+ bias) / merge (bias: device pointer or 0)
+  m.def("split_heads", [](int dtype, std::uintptr_t x, std::uintptr_t bias, std::uintptr_t out,
+                          int64_t splits, int64_t batch, int64_t len, int64_t heads,
+                          int64_t head_dim, std::uintptr_t stream) {
+    check(lightseq::split_heads(to_dtype(dtype), ptr<const void*>(x), ptr<const void*>(bias),
+                                ptr<void*>(out), {splits, batch, len, heads, head_dim},
+                                ptr<cudaStream_t>(stream)),
+          "split_heads");
+  });
+  m.def("merge_heads", [](int dtype, std::uintptr_t x, std::uintptr_t out, int64_t splits,
+                          int64_t batch, int64_t len, int64_t heads, int64_t head_dim,
+                          std::uintptr_t stream) {
+    check(lightseq::merge_heads(to_dtype(dtype), ptr<const void*>(x), ptr<void*>(out),
+                                {splits, batch, len, heads, head_dim}, ptr<cudaStream_t>(stream)),
+          "merge_heads");
+  });
 }

@@ -162,3 +162,19 @@ def attn_softmax_bwd(dprobs, scores, lengths, scale, causal, rate, seed, out=Non
                         0 if lengths is None else lengths.data_ptr(), dz.data_ptr(), b, h, lq, lk,
                         scale, causal, _seed(seed), rate, _stream())
     return dz
+
+
+def split_heads(x, bias, heads, splits, out=None):
+    b, l, w = x.shape
+    d = w // (heads * splits)
+    y = torch.empty(splits, b, heads, l, d, dtype=x.dtype, device=x.device) if out is None else out
+    lc.split_heads(DTYPES[x.dtype], x.data_ptr(), 0 if bias is None else bias.data_ptr(),
+                   y.data_ptr(), splits, b, l, heads, d, _stream())
+    return y
+
+
+def merge_heads(x, out=None):
+    n, b, h, l, d = x.shape
+    y = torch.empty(b, l, n * h * d, dtype=x.dtype, device=x.device) if out is None else out
+    lc.merge_heads(DTYPES[x.dtype], x.data_ptr(), y.data_ptr(), n, b, l, h, d, _stream())
+    return y
