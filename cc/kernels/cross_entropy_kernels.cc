@@ -89,7 +89,6 @@ struct CrossEntropyLaunch<CPUDevice, T, I> {
 };
 
 #if GOOGLE_CUDA
-using GPUDevice = Eigen::GpuDevice;
 
 template <typename T, typename I>
 struct CrossEntropyLaunch<GPUDevice, T, I> {
@@ -183,14 +182,7 @@ class CrossEntropyGradOp : public OpKernel, CrossEntropyAttrs {
 #define LIGHTSEQ_REGISTER_T(DEV, DEVICE, T) \
   LIGHTSEQ_REGISTER(DEV, DEVICE, T, int32_t) LIGHTSEQ_REGISTER(DEV, DEVICE, T, int64_t)
 
-LIGHTSEQ_REGISTER_T(DEVICE_CPU, CPUDevice, float)
-LIGHTSEQ_REGISTER_T(DEVICE_CPU, CPUDevice, Eigen::half)
-LIGHTSEQ_REGISTER_T(DEVICE_CPU, CPUDevice, Eigen::bfloat16)
-#if GOOGLE_CUDA
-LIGHTSEQ_REGISTER_T(DEVICE_GPU, GPUDevice, float)
-LIGHTSEQ_REGISTER_T(DEVICE_GPU, GPUDevice, Eigen::half)
-LIGHTSEQ_REGISTER_T(DEVICE_GPU, GPUDevice, Eigen::bfloat16)
-#endif
+LIGHTSEQ_FOR_DEVICES_AND_TYPES(LIGHTSEQ_REGISTER_T)
 #undef LIGHTSEQ_REGISTER_T
 #undef LIGHTSEQ_REGISTER
 

@@ -89,7 +89,6 @@ struct DropoutLaunch<CPUDevice, T> {
 };
 
 #if GOOGLE_CUDA
-using GPUDevice = Eigen::GpuDevice;
 
 template <typename T>
 struct DropoutLaunch<GPUDevice, T> {

@@ -27,7 +27,6 @@ struct HeadsLaunch<CPUDevice, T> {
 };
 
 #if GOOGLE_CUDA
-using GPUDevice = Eigen::GpuDevice;
 
 template <typename T>
 struct HeadsLaunch<GPUDevice, T> {
@@ -106,14 +105,7 @@ class MergeHeadsOp : public OpKernel {
                           SplitHeadsOp<DEVICE, T>);                                           \
   REGISTER_KERNEL_BUILDER(Name("LightseqMergeHeads").Device(tensorflow::DEV).TypeConstraint<T>("T"), \
                           MergeHeadsOp<DEVICE, T>);
-LIGHTSEQ_REGISTER(DEVICE_CPU, CPUDevice, float)
-LIGHTSEQ_REGISTER(DEVICE_CPU, CPUDevice, Eigen::half)
-LIGHTSEQ_REGISTER(DEVICE_CPU, CPUDevice, Eigen::bfloat16)
-#if GOOGLE_CUDA
-LIGHTSEQ_REGISTER(DEVICE_GPU, GPUDevice, float)
-LIGHTSEQ_REGISTER(DEVICE_GPU, GPUDevice, Eigen::half)
-LIGHTSEQ_REGISTER(DEVICE_GPU, GPUDevice, Eigen::bfloat16)
-#endif
+LIGHTSEQ_FOR_DEVICES_AND_TYPES(LIGHTSEQ_REGISTER)
 #undef LIGHTSEQ_REGISTER
 
 }  // namespace lightseq_tf

@@ -80,7 +80,6 @@ struct LayerNormLaunch<CPUDevice, T> {
 };
 
 #if GOOGLE_CUDA
-using GPUDevice = Eigen::GpuDevice;
 
 template <typename T>
 struct LayerNormLaunch<GPUDevice, T> {
@@ -180,14 +179,7 @@ class LayerNormGradOp : public OpKernel {
       Name("LightseqLayerNormGrad").Device(tensorflow::DEV).TypeConstraint<T>("T"),   \
       LayerNormGradOp<DEVICE, T>);
 
-LIGHTSEQ_REGISTER(DEVICE_CPU, CPUDevice, float)
-LIGHTSEQ_REGISTER(DEVICE_CPU, CPUDevice, Eigen::half)
-LIGHTSEQ_REGISTER(DEVICE_CPU, CPUDevice, Eigen::bfloat16)
-#if GOOGLE_CUDA
-LIGHTSEQ_REGISTER(DEVICE_GPU, GPUDevice, float)
-LIGHTSEQ_REGISTER(DEVICE_GPU, GPUDevice, Eigen::half)
-LIGHTSEQ_REGISTER(DEVICE_GPU, GPUDevice, Eigen::bfloat16)
-#endif
+LIGHTSEQ_FOR_DEVICES_AND_TYPES(LIGHTSEQ_REGISTER)
 #undef LIGHTSEQ_REGISTER
 
 }  // namespace lightseq_tf

@@ -75,7 +75,6 @@ struct SoftmaxLaunch<CPUDevice, T> {
 };
 
 #if GOOGLE_CUDA
-using GPUDevice = Eigen::GpuDevice;
 
 template <typename T>
 struct SoftmaxLaunch<GPUDevice, T> {

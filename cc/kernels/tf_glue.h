@@ -20,6 +20,9 @@ using tensorflow::Tensor;
 using tensorflow::TensorShape;
 namespace errors = tensorflow::errors;
 using CPUDevice = Eigen::ThreadPoolDevice;
+#if GOOGLE_CUDA
+using GPUDevice = Eigen::GpuDevice;
+#endif
 
 template <typename T>
 struct CudaDType;
@@ -71,6 +74,22 @@ inline absl::Status ReadSeed(const tensorflow::Tensor& seed, uint64_t* out) {
 }
 
 }  // namespace lightseq_tf
+
+// REG(DEV, DEVICE, T) for every device (GPU only in CUDA builds) and every
+// element type our ops take: one list for all kernel registrations.
+#if GOOGLE_CUDA
+#define LIGHTSEQ_FOR_GPU_TYPES(REG)            \
+  REG(DEVICE_GPU, GPUDevice, float)            \
+  REG(DEVICE_GPU, GPUDevice, Eigen::half)      \
+  REG(DEVICE_GPU, GPUDevice, Eigen::bfloat16)
+#else
+#define LIGHTSEQ_FOR_GPU_TYPES(REG)
+#endif
+#define LIGHTSEQ_FOR_DEVICES_AND_TYPES(REG)    \
+  REG(DEVICE_CPU, CPUDevice, float)            \
+  REG(DEVICE_CPU, CPUDevice, Eigen::half)      \
+  REG(DEVICE_CPU, CPUDevice, Eigen::bfloat16)  \
+  LIGHTSEQ_FOR_GPU_TYPES(REG)
 
 #if GOOGLE_CUDA
 #include <cuda_runtime_api.h>

@@ -105,11 +105,15 @@ __global__ void fused_dropout_bwd_kernel(const T* __restrict__ dy, const T* __re
   // thread keeps several 16-byte loads in flight.
   auto step = [&](int64_t r, int64_t stride, auto n_rows) {
     constexpr int N = decltype(n_rows)::value;
-    float g[N][VEC], xv[N][VEC];
+    float g[N][VEC], xv[N][Act::kNeedsInput ? VEC : 1];  // x only when act' needs it
 #pragma unroll
     for (int u = 0; u < N; ++u) {
       load_vec<T, VEC>(dy + (r + u * stride) * hidden + c0, g[u]);
-      if constexpr (Act::kNeedsInput) load_vec<T, VEC>(x + (r + u * stride) * hidden + c0, xv[u]);
+      if constexpr (Act::kNeedsInput) {
+        load_vec<T, VEC>(x + (r + u * stride) * hidden + c0, xv[u]);
+      } else {
+        (void)xv;
+      }
     }
 #pragma unroll
     for (int u = 0; u < N; ++u) {
