@@ -71,7 +71,7 @@ struct CrossEntropyLaunch<CPUDevice, T, I> {
                       Tensor* loss, Tensor* nll, Tensor* lse, Tensor* sums, int64_t rows,
                       int64_t vocab, float eps, int64_t pad) {
     OP_REQUIRES_OK(ctx, CheckTargets<I>(targets, rows, vocab, pad));
-    CrossEntropyForwardCpu<T, I>(ctx->device()->tensorflow_cpu_worker_threads()->workers,
+    CrossEntropyForwardCpu<T, I>(CpuPool(ctx),
                                  Ptr<T>(logits), Ptr<I>(targets), MutPtr<float>(loss), MutPtr<float>(nll),
                                  MutPtr<float>(lse), MutPtr<float>(sums), rows, vocab, eps, pad);
   }
@@ -80,7 +80,7 @@ struct CrossEntropyLaunch<CPUDevice, T, I> {
                        const Tensor& nll, Tensor* dlogits, int64_t rows, int64_t vocab, float eps,
                        int64_t pad) {
     OP_REQUIRES_OK(ctx, CheckTargets<I>(targets, rows, vocab, pad));
-    CrossEntropyBackwardCpu<T, I>(ctx->device()->tensorflow_cpu_worker_threads()->workers,
+    CrossEntropyBackwardCpu<T, I>(CpuPool(ctx),
                                   Ptr<float>(dloss), Ptr<float>(dnll), Ptr<T>(logits),
                                   Ptr<I>(targets),
                                   Ptr<float>(lse), Ptr<float>(nll), MutPtr<T>(dlogits), rows,

@@ -70,7 +70,7 @@ struct DropoutLaunch<CPUDevice, T> {
   }
   static void Forward(OpKernelContext* ctx, const DropoutCall& c, const Tensor& x,
                       const Tensor* bias, const Tensor* residual, Tensor* y) {
-    FusedDropoutForwardCpu<T>(ctx->device()->tensorflow_cpu_worker_threads()->workers, Act(c),
+    FusedDropoutForwardCpu<T>(CpuPool(ctx), Act(c),
                               Ptr<T>(&x), Ptr<T>(bias), Ptr<T>(residual), MutPtr<T>(y), c.rows,
                               c.hidden, c.seed, c.rate);
   }
@@ -81,7 +81,7 @@ struct DropoutLaunch<CPUDevice, T> {
                                            TensorShape({FusedDropoutBackwardCpuWorkspace(
                                                c.rows, c.hidden)}),
                                            &ws));
-    FusedDropoutBackwardCpu<T>(ctx->device()->tensorflow_cpu_worker_threads()->workers, Act(c),
+    FusedDropoutBackwardCpu<T>(CpuPool(ctx), Act(c),
                                Ptr<T>(&dy), Ptr<T>(x), Ptr<T>(bias), MutPtr<T>(dx),
                                MutPtr<T>(dbias), MutPtr<float>(&ws), c.rows, c.hidden, c.seed,
                                c.rate);

@@ -17,11 +17,11 @@ template <typename T>
 struct HeadsLaunch<CPUDevice, T> {
   static void Split(OpKernelContext* ctx, const Tensor& x, const Tensor& bias, Tensor* out,
                     lightseq::HeadsShape s) {
-    SplitHeadsCpu<T>(ctx->device()->tensorflow_cpu_worker_threads()->workers, Ptr<T>(x),
+    SplitHeadsCpu<T>(CpuPool(ctx), Ptr<T>(x),
                      Ptr<T>(bias), MutPtr<T>(out), s);
   }
   static void Merge(OpKernelContext* ctx, const Tensor& x, Tensor* out, lightseq::HeadsShape s) {
-    MergeHeadsCpu<T>(ctx->device()->tensorflow_cpu_worker_threads()->workers, Ptr<T>(x),
+    MergeHeadsCpu<T>(CpuPool(ctx), Ptr<T>(x),
                      MutPtr<T>(out), s);
   }
 };

@@ -60,8 +60,7 @@ struct LayerNormLaunch<CPUDevice, T> {
   static void Forward(OpKernelContext* ctx, const Tensor& x, const Tensor& gamma,
                       const Tensor& beta, Tensor* y, Tensor* mean, Tensor* rstd,
                       int64_t rows, int64_t hidden, float eps) {
-    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    LayerNormForwardCpu<T>(pool, Ptr<T>(x), Ptr<T>(gamma), Ptr<T>(beta), MutPtr<T>(y),
+    LayerNormForwardCpu<T>(CpuPool(ctx), Ptr<T>(x), Ptr<T>(gamma), Ptr<T>(beta), MutPtr<T>(y),
                            MutPtr<float>(mean), MutPtr<float>(rstd), rows, hidden, eps);
   }
   static void Backward(OpKernelContext* ctx, const Tensor& dy, const Tensor& x,
@@ -72,8 +71,7 @@ struct LayerNormLaunch<CPUDevice, T> {
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT,
                                            TensorShape({LayerNormBackwardCpuWorkspace(rows, hidden)}),
                                            &ws));
-    auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-    LayerNormBackwardCpu<T>(pool, Ptr<T>(dy), Ptr<T>(x), Ptr<float>(mean), Ptr<float>(rstd),
+    LayerNormBackwardCpu<T>(CpuPool(ctx), Ptr<T>(dy), Ptr<T>(x), Ptr<float>(mean), Ptr<float>(rstd),
                             Ptr<T>(gamma), MutPtr<T>(dx), MutPtr<T>(dgamma), MutPtr<T>(dbeta),
                             MutPtr<float>(&ws), rows, hidden);
   }

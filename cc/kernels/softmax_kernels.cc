@@ -61,14 +61,14 @@ struct SoftmaxLaunch<CPUDevice, T> {
   static void Forward(OpKernelContext* ctx, const Tensor& scores, const Tensor& lengths,
                       Tensor* probs, lightseq::SoftmaxShape s, float scale, bool causal,
                       uint64_t seed, float rate) {
-    AttnSoftmaxForwardCpu<T>(ctx->device()->tensorflow_cpu_worker_threads()->workers,
+    AttnSoftmaxForwardCpu<T>(CpuPool(ctx),
                              Ptr<T>(scores), Ptr<int32_t>(lengths), MutPtr<T>(probs), s, scale,
                              causal, seed, rate);
   }
   static void Backward(OpKernelContext* ctx, const Tensor& dprobs, const Tensor& scores,
                        const Tensor& lengths, Tensor* dscores, lightseq::SoftmaxShape s,
                        float scale, bool causal, uint64_t seed, float rate) {
-    AttnSoftmaxBackwardCpu<T>(ctx->device()->tensorflow_cpu_worker_threads()->workers,
+    AttnSoftmaxBackwardCpu<T>(CpuPool(ctx),
                               Ptr<T>(dprobs), Ptr<T>(scores), Ptr<int32_t>(lengths),
                               MutPtr<T>(dscores), s, scale, causal, seed, rate);
   }

@@ -39,6 +39,11 @@ struct CudaDType<Eigen::bfloat16> {
   static constexpr lightseq::DType value = lightseq::DType::kBFloat16;
 };
 
+// TensorFlow's intra-op thread pool, which every CPU twin runs on.
+inline tensorflow::thread::ThreadPool* CpuPool(tensorflow::OpKernelContext* ctx) {
+  return ctx->device()->tensorflow_cpu_worker_threads()->workers;
+}
+
 // "[2,3,4]" for error messages.
 inline std::string ShapeStr(const tensorflow::TensorShape& s) {
   return s.DebugString();

@@ -39,7 +39,7 @@ cudaError_t dispatch(DType dtype, Activation act, F&& f) {
 }
 
 bool valid(int64_t rows, int64_t hidden, float rate) {
-  return rows >= 0 && hidden > 0 && detail::valid_rate(rate);
+  return rows >= 0 && hidden > 0 && valid_dropout_rate(rate);
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ cudaError_t bwd(const void* dy, void* dx, void* dbias, void* ws, int64_t rows, i
 }
 
 bool valid(int64_t rows, int64_t hidden, float rate) {
-  return rows >= 0 && hidden > 0 && detail::valid_rate(rate);
+  return rows >= 0 && hidden > 0 && valid_dropout_rate(rate);
 }
 
 }  // namespace

@@ -9,7 +9,7 @@ namespace lightseq {
 cudaError_t dropout_fwd(DType dtype, const void* x, void* y, int64_t n, uint64_t seed,
                         float rate, cudaStream_t stream) {
   using namespace detail;
-  if (n < 0 || !valid_rate(rate)) return cudaErrorInvalidValue;
+  if (n < 0 || !valid_dropout_rate(rate)) return cudaErrorInvalidValue;
   const DropoutArgs d = make_dropout_args(seed, rate);
   return detail::dispatch_dtype(dtype, [&](auto t) {
     using T = decltype(t);

@@ -27,19 +27,10 @@ using lightseq::ActGeluTanh;
 using lightseq::ActIdentity;
 using lightseq::ActRelu;
 
-struct DropoutArgs {
-  uint64_t seed;
-  uint32_t threshold;  // keep when the element's 16-bit uniform < threshold
-  float scale;
-};
+using lightseq::DropoutArgs;
+using lightseq::make_dropout_args;
 
 constexpr int kVec = kDropoutElemsPerCall;
-
-inline DropoutArgs make_dropout_args(uint64_t seed, float rate) {
-  return DropoutArgs{seed, dropout_keep_threshold(rate), dropout_scale(rate)};
-}
-
-inline bool valid_rate(float rate) { return rate >= 0.f && rate < 1.f; }
 
 // Keep flags of VEC consecutive elements starting at e0 (e0 % 8 == 0 when VEC == 8).
 template <int VEC>

@@ -23,16 +23,6 @@ __device__ __forceinline__ float warp_allreduce_max(float v) {
   return v;
 }
 
-struct RowInfo {
-  int64_t row;      // flat row index over [batch, heads, q_len]
-  int64_t visible;  // keys 0 .. visible-1 are visible
-};
-
-__device__ __forceinline__ RowInfo row_info(const SoftmaxShape& s, const int32_t* lengths,
-                                            bool causal, int64_t row) {
-  return {row, softmax_visible(s, lengths, causal, row)};
-}
-
 // max and sum of exp over the visible keys of one row (warp-wide).
 template <typename T>
 __device__ __forceinline__ void row_stats(const T* z, int64_t visible, float scale, float* m,
@@ -49,17 +39,18 @@ __device__ __forceinline__ void row_stats(const T* z, int64_t visible, float sca
 // Calls f(j, keep) for every key j of the row whose flat elements start at
 // `start`, lane by lane in chunks of 8 consecutive flat elements -- one
 // Philox call's worth -- so each call is made once, not once per element.
+// (With rate 0 every element is kept and no call is made.)
 template <typename F>
-__device__ __forceinline__ void for_row(int64_t start, int64_t k_len, uint64_t seed,
-                                        uint32_t threshold, F&& f) {
-  const bool drop = threshold < 65536u;
+__device__ __forceinline__ void for_row(int64_t start, int64_t k_len, const DropoutArgs& d,
+                                        F&& f) {
+  const bool drop = d.threshold < 65536u;
   for (int64_t c = start / 8 + threadIdx.x; c * 8 < start + k_len; c += 32) {
     Philox4 r{};
-    if (drop) r = philox4x32_10(seed, static_cast<uint64_t>(c));
+    if (drop) r = philox4x32_10(d.seed, static_cast<uint64_t>(c));
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
       const int64_t j = c * 8 + k - start;
-      if (j >= 0 && j < k_len) f(j, !drop || dropout_keep(r, k, threshold));
+      if (j >= 0 && j < k_len) f(j, !drop || dropout_keep(r, k, d.threshold));
     }
   }
 }
@@ -67,20 +58,18 @@ __device__ __forceinline__ void for_row(int64_t start, int64_t k_len, uint64_t s
 template <typename T>
 __global__ void softmax_fwd_kernel(const T* __restrict__ scores, const int32_t* __restrict__ lengths,
                                    T* __restrict__ probs, SoftmaxShape s, int64_t rows,
-                                   float scale, bool causal, uint64_t seed, uint32_t threshold,
-                                   float dscale) {
+                                   float scale, bool causal, DropoutArgs d) {
   const int64_t row = blockIdx.x * (int64_t)kWarpsPerBlock + threadIdx.y;
   if (row >= rows) return;  // uniform per warp
-  const RowInfo r = row_info(s, lengths, causal, row);
+  const int64_t visible = softmax_visible(s, lengths, causal, row);
   const T* z = scores + row * s.k_len;
   T* y = probs + row * s.k_len;
   float m = 0.f, sum = 1.f;
-  if (r.visible > 0) row_stats(z, r.visible, scale, &m, &sum);
+  if (visible > 0) row_stats(z, visible, scale, &m, &sum);
   const float inv = 1.f / sum;
-  const float ds = threshold < 65536u ? dscale : 1.f;
-  for_row(row * s.k_len, s.k_len, seed, threshold, [&](int64_t j, bool keep) {
+  for_row(row * s.k_len, s.k_len, d, [&](int64_t j, bool keep) {
     float p = 0.f;
-    if (j < r.visible && keep) p = __expf(scale * to_float<T>(z[j]) - m) * inv * ds;
+    if (j < visible && keep) p = __expf(scale * to_float<T>(z[j]) - m) * inv * d.scale;
     y[j] = from_float<T>(p);
   });
 }
@@ -89,78 +78,75 @@ template <typename T>
 __global__ void softmax_bwd_kernel(const T* __restrict__ dprobs, const T* __restrict__ scores,
                                    const int32_t* __restrict__ lengths, T* __restrict__ dscores,
                                    SoftmaxShape s, int64_t rows, float scale, bool causal,
-                                   uint64_t seed, uint32_t threshold, float dscale) {
+                                   DropoutArgs d) {
   const int64_t row = blockIdx.x * (int64_t)kWarpsPerBlock + threadIdx.y;
   if (row >= rows) return;
-  const RowInfo r = row_info(s, lengths, causal, row);
+  const int64_t visible = softmax_visible(s, lengths, causal, row);
   const T* z = scores + row * s.k_len;
   const T* g = dprobs + row * s.k_len;
   T* dz = dscores + row * s.k_len;
   float m = 0.f, sum = 1.f;
-  if (r.visible > 0) row_stats(z, r.visible, scale, &m, &sum);
+  if (visible > 0) row_stats(z, visible, scale, &m, &sum);
   const float inv = 1.f / sum;
-  const float ds = threshold < 65536u ? dscale : 1.f;
   // dp = dropout(dprobs); dot = sum_j dp_j p_j over visible keys.
   float dot = 0.f;
-  for_row(row * s.k_len, s.k_len, seed, threshold, [&](int64_t j, bool keep) {
-    if (j < r.visible && keep)
-      dot += to_float<T>(g[j]) * ds * __expf(scale * to_float<T>(z[j]) - m) * inv;
+  for_row(row * s.k_len, s.k_len, d, [&](int64_t j, bool keep) {
+    if (j < visible && keep)
+      dot += to_float<T>(g[j]) * d.scale * __expf(scale * to_float<T>(z[j]) - m) * inv;
   });
   dot = warp_allreduce_sum(dot);
-  for_row(row * s.k_len, s.k_len, seed, threshold, [&](int64_t j, bool keep) {
-    float d = 0.f;
-    if (j < r.visible) {
+  for_row(row * s.k_len, s.k_len, d, [&](int64_t j, bool keep) {
+    float dv = 0.f;
+    if (j < visible) {
       const float p = __expf(scale * to_float<T>(z[j]) - m) * inv;
-      d = scale * p * ((keep ? to_float<T>(g[j]) * ds : 0.f) - dot);
+      dv = scale * p * ((keep ? to_float<T>(g[j]) * d.scale : 0.f) - dot);
     }
-    dz[j] = from_float<T>(d);
+    dz[j] = from_float<T>(dv);
   });
 }
 
-bool valid(const SoftmaxShape& s, float rate) {
-  return s.batch >= 0 && s.heads >= 0 && s.q_len >= 0 && s.k_len >= 0 && rate >= 0.f &&
-         rate < 1.f;
+// Validates, then calls launch(T(), grid, block, rows, dropout) for the
+// dtype: the part the forward and backward launchers share.
+template <typename F>
+cudaError_t launch_rows(DType dtype, const SoftmaxShape& s, uint64_t seed, float rate,
+                        F&& launch) {
+  if (s.batch < 0 || s.heads < 0 || s.q_len < 0 || s.k_len < 0 || !valid_dropout_rate(rate))
+    return cudaErrorInvalidValue;
+  const int64_t rows = s.batch * s.heads * s.q_len;
+  if (rows == 0 || s.k_len == 0) return cudaSuccess;
+  const unsigned grid = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  const DropoutArgs d = make_dropout_args(seed, rate);
+  return detail::dispatch_dtype(dtype, [&](auto t) {
+    launch(t, grid, dim3(32, kWarpsPerBlock), rows, d);
+    return cudaGetLastError();
+  });
 }
-
-int64_t rows_of(const SoftmaxShape& s) { return s.batch * s.heads * s.q_len; }
 
 }  // namespace
 
 cudaError_t attn_softmax_fwd(DType dtype, const void* scores, const int32_t* lengths,
                              void* probs, SoftmaxShape shape, float scale, bool causal,
                              uint64_t seed, float rate, cudaStream_t stream) {
-  if (!valid(shape, rate)) return cudaErrorInvalidValue;
-  const int64_t rows = rows_of(shape);
-  if (rows == 0 || shape.k_len == 0) return cudaSuccess;
-  const uint32_t thr = dropout_keep_threshold(rate);
-  const float dscale = dropout_scale(rate);
-  const unsigned grid = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  return detail::dispatch_dtype(dtype, [&](auto t) {
-    using T = decltype(t);
-    softmax_fwd_kernel<T><<<grid, dim3(32, kWarpsPerBlock), 0, stream>>>(
-        static_cast<const T*>(scores), lengths, static_cast<T*>(probs), shape, rows, scale,
-        causal, seed, thr, dscale);
-    return cudaGetLastError();
-  });
+  return launch_rows(dtype, shape, seed, rate,
+                     [&](auto t, unsigned grid, dim3 block, int64_t rows, DropoutArgs d) {
+                       using T = decltype(t);
+                       softmax_fwd_kernel<T><<<grid, block, 0, stream>>>(
+                           static_cast<const T*>(scores), lengths, static_cast<T*>(probs), shape,
+                           rows, scale, causal, d);
+                     });
 }
 
 cudaError_t attn_softmax_bwd(DType dtype, const void* dprobs, const void* scores,
                              const int32_t* lengths, void* dscores, SoftmaxShape shape,
                              float scale, bool causal, uint64_t seed, float rate,
                              cudaStream_t stream) {
-  if (!valid(shape, rate)) return cudaErrorInvalidValue;
-  const int64_t rows = rows_of(shape);
-  if (rows == 0 || shape.k_len == 0) return cudaSuccess;
-  const uint32_t thr = dropout_keep_threshold(rate);
-  const float dscale = dropout_scale(rate);
-  const unsigned grid = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  return detail::dispatch_dtype(dtype, [&](auto t) {
-    using T = decltype(t);
-    softmax_bwd_kernel<T><<<grid, dim3(32, kWarpsPerBlock), 0, stream>>>(
-        static_cast<const T*>(dprobs), static_cast<const T*>(scores), lengths,
-        static_cast<T*>(dscores), shape, rows, scale, causal, seed, thr, dscale);
-    return cudaGetLastError();
-  });
+  return launch_rows(dtype, shape, seed, rate,
+                     [&](auto t, unsigned grid, dim3 block, int64_t rows, DropoutArgs d) {
+                       using T = decltype(t);
+                       softmax_bwd_kernel<T><<<grid, block, 0, stream>>>(
+                           static_cast<const T*>(dprobs), static_cast<const T*>(scores), lengths,
+                           static_cast<T*>(dscores), shape, rows, scale, causal, d);
+                     });
 }
 
 }  // namespace lightseq

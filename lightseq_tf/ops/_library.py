@@ -61,7 +61,7 @@ def ops():
     if _ops is None:
         with _lock:
             if _ops is None:
-                _check_at_import()  # no-op for a library built outside setup.py (Bazel)
+                # The TF version was checked when this module was imported.
                 _ops = tf.load_op_library(library_path())
     return _ops
 

@@ -24,7 +24,6 @@ def inputs(shape, dtype, seed=0, offset=3.0):
 def numpy_reference(x, g, b, dy, eps):
     """float64 forward and analytic backward from the rounded inputs."""
     x, g, b, dy = (t.numpy().astype(np.float64) for t in (tf.cast(v, tf.float64) for v in (x, g, b, dy)))
-    h = x.shape[-1]
     mean = x.mean(-1, keepdims=True)
     rstd = 1 / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps)
     xh = (x - mean) * rstd
@@ -34,7 +33,6 @@ def numpy_reference(x, g, b, dy, eps):
     lead = tuple(range(x.ndim - 1))
     return dict(y=y, mean=mean[..., 0], rstd=rstd[..., 0], dx=dx,
                 dgamma=(dy * xh).sum(lead), dbeta=dy.sum(lead))
-    del h
 
 
 def ours(x, g, b, dy, eps):

@@ -3,25 +3,14 @@
 #include "Eigen/Core"
 #include "unsupported/Eigen/SpecialFunctions"
 #include "cc/kernels/cpu/column_sums_cpu.h"
+#include "cc/kernels/cpu/dropout_mask_cpu.h"
 #include "lightseq/philox.h"
 
 namespace lightseq_tf {
 namespace {
 
-using lightseq::Philox4;
 using Arr = Eigen::Array<float, Eigen::Dynamic, 1>;
 using Map = Eigen::Map<Arr>;
-
-// m[i] = scale if element e0 + i is kept, else 0: one Philox call per 8
-// elements, no per-element branch on the call boundary.
-void FillMask(uint64_t seed, uint32_t threshold, float scale, int64_t e0, int64_t n, float* m) {
-  int64_t e = e0, i = 0;
-  while (i < n) {
-    const Philox4 r = lightseq::philox4x32_10(seed, static_cast<uint64_t>(e) / 8);
-    for (int k = static_cast<int>(e % 8); k < 8 && i < n; ++k, ++i, ++e)
-      m[i] = lightseq::dropout_keep(r, k, threshold) ? scale : 0.f;
-  }
-}
 
 // The activations of activation.h over whole rows with Eigen's vectorised
 // exp / erfc (same formulas; the CUDA kernels use CUDA's erfcf / expf).
@@ -65,8 +54,7 @@ int64_t RowCost(int64_t hidden, CpuAct act) {
 template <class Act, typename T>
 void ForwardRows(const T* x, const T* bias, const T* residual, T* y, int64_t r0, int64_t r1,
                  int64_t hidden, uint64_t seed, float rate) {
-  const uint32_t threshold = lightseq::dropout_keep_threshold(rate);
-  const float scale = lightseq::dropout_scale(rate);
+  const lightseq::DropoutArgs d = lightseq::make_dropout_args(seed, rate);
   Arr z(hidden), m(hidden), b(hidden), t(hidden);
   if (bias) Load(bias, hidden, b.data());
   for (int64_t r = r0; r < r1; ++r) {
@@ -74,7 +62,7 @@ void ForwardRows(const T* x, const T* bias, const T* residual, T* y, int64_t r0,
     Load(x + e, hidden, z.data());
     if (bias) z += b;
     Rows::F(Act(), Map(z.data(), hidden));
-    FillMask(seed, threshold, scale, e, hidden, m.data());
+    FillDropoutMask(d, e, hidden, m.data());
     z *= m;
     if (residual) {
       Load(residual + e, hidden, t.data());
@@ -87,14 +75,13 @@ void ForwardRows(const T* x, const T* bias, const T* residual, T* y, int64_t r0,
 template <class Act, typename T>
 void BackwardRows(const T* dy, const T* x, const T* bias, T* dx, float* dbias_part, int64_t r0,
                   int64_t r1, int64_t hidden, uint64_t seed, float rate) {
-  const uint32_t threshold = lightseq::dropout_keep_threshold(rate);
-  const float scale = lightseq::dropout_scale(rate);
+  const lightseq::DropoutArgs d = lightseq::make_dropout_args(seed, rate);
   Arr g(hidden), m(hidden), b(hidden), z(hidden);
   if (bias && Act::kNeedsInput) Load(bias, hidden, b.data());
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t e = r * hidden;
     Load(dy + e, hidden, g.data());
-    FillMask(seed, threshold, scale, e, hidden, m.data());
+    FillDropoutMask(d, e, hidden, m.data());
     g *= m;
     if (Act::kNeedsInput) {
       Load(x + e, hidden, z.data());

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "Eigen/Core"
-#include "lightseq/philox.h"
+#include "cc/kernels/cpu/dropout_mask_cpu.h"
 
 namespace lightseq_tf {
 namespace {
@@ -21,16 +21,25 @@ void RowSoftmax(const T* z, int64_t visible, int64_t k_len, float scale, float* 
   for (int64_t j = visible; j < k_len; ++j) p[j] = 0.f;
 }
 
-// Dropout multiplier of each element of a row (scale or 0), as on the GPU.
-void RowMask(uint64_t seed, uint32_t threshold, float dscale, int64_t e0, int64_t n, float* m) {
-  for (int64_t j = 0; j < n; ++j)
-    m[j] = threshold >= 65536u || lightseq::dropout_keep_element(
-                                      seed, static_cast<uint64_t>(e0 + j), threshold)
-               ? (threshold >= 65536u ? 1.f : dscale)
-               : 0.f;
+// Runs fn(row, visible, p, m) over all rows in parallel, with p the row's
+// softmax over its visible keys (0 elsewhere) and m its dropout multipliers:
+// what the forward and the (recomputing) backward both start from.
+template <typename T, typename F>
+void ForEachRow(tensorflow::thread::ThreadPool* pool, const T* scores, const int32_t* lengths,
+                const lightseq::SoftmaxShape& s, float scale, bool causal, uint64_t seed,
+                float rate, int64_t cost_per_element, F&& fn) {
+  const lightseq::DropoutArgs d = lightseq::make_dropout_args(seed, rate);
+  pool->ParallelFor(s.batch * s.heads * s.q_len, cost_per_element * s.k_len,
+                    [&](int64_t r0, int64_t r1) {
+                      std::vector<float> p(s.k_len), m(s.k_len);
+                      for (int64_t r = r0; r < r1; ++r) {
+                        const int64_t v = lightseq::softmax_visible(s, lengths, causal, r);
+                        RowSoftmax(scores + r * s.k_len, v, s.k_len, scale, p.data());
+                        FillDropoutMask(d, r * s.k_len, s.k_len, m.data());
+                        fn(r, v, p.data(), m.data());
+                      }
+                    });
 }
-
-int64_t Rows(const lightseq::SoftmaxShape& s) { return s.batch * s.heads * s.q_len; }
 
 }  // namespace
 
@@ -38,18 +47,11 @@ template <typename T>
 void AttnSoftmaxForwardCpu(tensorflow::thread::ThreadPool* pool, const T* scores,
                            const int32_t* lengths, T* probs, lightseq::SoftmaxShape s,
                            float scale, bool causal, uint64_t seed, float rate) {
-  const uint32_t thr = lightseq::dropout_keep_threshold(rate);
-  const float dscale = lightseq::dropout_scale(rate);
-  pool->ParallelFor(Rows(s), 20 * s.k_len, [&](int64_t r0, int64_t r1) {
-    std::vector<float> p(s.k_len), m(s.k_len);
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t v = lightseq::softmax_visible(s, lengths, causal, r);
-      RowSoftmax(scores + r * s.k_len, v, s.k_len, scale, p.data());
-      RowMask(seed, thr, dscale, r * s.k_len, s.k_len, m.data());
-      T* y = probs + r * s.k_len;
-      for (int64_t j = 0; j < s.k_len; ++j) y[j] = static_cast<T>(p[j] * m[j]);
-    }
-  });
+  ForEachRow(pool, scores, lengths, s, scale, causal, seed, rate, 20,
+             [&](int64_t r, int64_t, const float* p, const float* m) {
+               T* y = probs + r * s.k_len;
+               for (int64_t j = 0; j < s.k_len; ++j) y[j] = static_cast<T>(p[j] * m[j]);
+             });
 }
 
 template <typename T>
@@ -57,23 +59,16 @@ void AttnSoftmaxBackwardCpu(tensorflow::thread::ThreadPool* pool, const T* dprob
                             const T* scores, const int32_t* lengths, T* dscores,
                             lightseq::SoftmaxShape s, float scale, bool causal, uint64_t seed,
                             float rate) {
-  const uint32_t thr = lightseq::dropout_keep_threshold(rate);
-  const float dscale = lightseq::dropout_scale(rate);
-  pool->ParallelFor(Rows(s), 25 * s.k_len, [&](int64_t r0, int64_t r1) {
-    std::vector<float> p(s.k_len), m(s.k_len);
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t v = lightseq::softmax_visible(s, lengths, causal, r);
-      RowSoftmax(scores + r * s.k_len, v, s.k_len, scale, p.data());
-      RowMask(seed, thr, dscale, r * s.k_len, s.k_len, m.data());
-      const T* g = dprobs + r * s.k_len;
-      float dot = 0.f;
-      for (int64_t j = 0; j < v; ++j) dot += static_cast<float>(g[j]) * m[j] * p[j];
-      T* dz = dscores + r * s.k_len;
-      for (int64_t j = 0; j < s.k_len; ++j)
-        dz[j] = static_cast<T>(j < v ? scale * p[j] * (static_cast<float>(g[j]) * m[j] - dot)
-                                     : 0.f);
-    }
-  });
+  ForEachRow(pool, scores, lengths, s, scale, causal, seed, rate, 25,
+             [&](int64_t r, int64_t v, const float* p, const float* m) {
+               const T* g = dprobs + r * s.k_len;
+               float dot = 0.f;
+               for (int64_t j = 0; j < v; ++j) dot += static_cast<float>(g[j]) * m[j] * p[j];
+               T* dz = dscores + r * s.k_len;
+               for (int64_t j = 0; j < s.k_len; ++j)
+                 dz[j] = static_cast<T>(
+                     j < v ? scale * p[j] * (static_cast<float>(g[j]) * m[j] - dot) : 0.f);
+             });
 }
 
 #define LIGHTSEQ_INSTANTIATE(T)                                                              \

@@ -69,6 +69,19 @@ inline float dropout_scale(float rate) {
   return static_cast<float>(1.0 / (1.0 - static_cast<double>(rate)));
 }
 
+inline bool valid_dropout_rate(float rate) { return rate >= 0.f && rate < 1.f; }
+
+// Everything a kernel needs to apply one dropout mask.
+struct DropoutArgs {
+  uint64_t seed;
+  uint32_t threshold;  // keep when the element's 16-bit uniform < threshold
+  float scale;         // 1 when rate == 0 (then every element is kept)
+};
+
+inline DropoutArgs make_dropout_args(uint64_t seed, float rate) {
+  return DropoutArgs{seed, dropout_keep_threshold(rate), dropout_scale(rate)};
+}
+
 // Keep decision of element k (0..7) of a call's output.
 LIGHTSEQ_HD bool dropout_keep(const Philox4& r, int k, uint32_t threshold) {
   return ((r.v[k >> 1] >> (16 * (k & 1))) & 0xFFFFu) < threshold;
