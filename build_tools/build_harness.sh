@@ -17,5 +17,5 @@ ext="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))
 # shellcheck disable=SC2086
 "$nvcc_bin" -O3 -std=c++17 ${NVCC_FLAGS:-} "${gencode[@]}" -shared -Xcompiler -fPIC \
   -Icuda/include $("$py" -m pybind11 --includes) \
-  cuda/harness/module.cc cuda/kernels/*.cu -o "$out/lightseq_cuda$ext"
+  cuda/harness/*.cc cuda/kernels/*.cu -o "$out/lightseq_cuda$ext"
 echo "built $out/lightseq_cuda$ext"

@@ -5,6 +5,8 @@
 // module depends on neither TensorFlow nor PyTorch.
 #include <pybind11/pybind11.h>
 
+#include "harness.h"
+
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -17,33 +19,7 @@
 #include "lightseq/layer_norm.h"
 #include "lightseq/softmax.h"
 
-namespace py = pybind11;
-using lightseq::DType;
-
-namespace {
-
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorName(err) +
-                             " (" + cudaGetErrorString(err) + ")");
-}
-
-template <typename P>
-P ptr(std::uintptr_t p) {
-  return reinterpret_cast<P>(p);
-}
-
-lightseq::Activation to_act(int a) {
-  if (a < 0 || a > 2) throw std::invalid_argument("act must be 0 (relu), 1 (gelu), 2 (gelu_tanh)");
-  return static_cast<lightseq::Activation>(a);
-}
-
-DType to_dtype(int d) {
-  if (d < 0 || d > 2) throw std::invalid_argument("dtype must be 0 (f32), 1 (f16) or 2 (bf16)");
-  return static_cast<DType>(d);
-}
-
-}  // namespace
+using namespace harness;  // NOLINT: the harness helpers
 
 PYBIND11_MODULE(lightseq_cuda, m) {
   m.doc() = "lightseq_tf CUDA launchers (test harness; no framework)";
