@@ -222,4 +222,5 @@ PYBIND11_MODULE(lightseq_cuda, m) {
                                 {splits, batch, len, heads, head_dim}, ptr<cudaStream_t>(stream)),
           "merge_heads");
   });
+  bind_embedding(m);
 }

@@ -1,0 +1,24 @@
+// CPU twin of cuda/kernels/embedding.cu: the same rows, positions, dropout
+// mask and the same gradient summation order (per distinct id, tokens in
+// order, as eight interleaved partial sums added in order, then times
+// scale / (1 - rate)). Ids are validated by the OpKernel before these run.
+#pragma once
+
+#include <cstdint>
+
+#include "lightseq/embedding_shape.h"
+#include "tensorflow/core/platform/threadpool.h"
+
+namespace lightseq_tf {
+
+template <typename T, typename TT, typename I>
+void EmbeddingForwardCpu(tensorflow::thread::ThreadPool* pool, const I* ids, const TT* table,
+                         T* y, const lightseq::EmbeddingShape& s,
+                         const lightseq::EmbeddingArgs& a);
+
+template <typename T, typename TT, typename I>
+void EmbeddingBackwardCpu(tensorflow::thread::ThreadPool* pool, const T* dy, const I* ids,
+                          TT* dtable, const lightseq::EmbeddingShape& s,
+                          const lightseq::EmbeddingArgs& a);
+
+}  // namespace lightseq_tf
