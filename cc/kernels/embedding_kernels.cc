@@ -261,7 +261,8 @@ class EmbeddingGradGpuOp : public OpKernel, EmbeddingGradAttrs {
     Tensor* dtable;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(
                             0, TensorShape({c.shape.vocab, c.shape.hidden}), &dtable));
-    const size_t ws_bytes = lightseq::embedding_bwd_workspace_bytes(c.shape.tokens, c.shape.vocab);
+    const size_t ws_bytes = lightseq::embedding_bwd_workspace_bytes(c.shape.tokens, c.shape.vocab,
+                                                                  c.shape.hidden);
     Tensor ws;
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT8,
                                            TensorShape({static_cast<int64_t>(ws_bytes)}), &ws));

@@ -33,7 +33,7 @@ void bind_embedding(py::module_& m) {
       py::arg("padding_id"), py::arg("seed"), py::arg("rate"), py::arg("bad_index"),
       py::arg("stream"));
   m.def("embedding_bwd_workspace_bytes", &lightseq::embedding_bwd_workspace_bytes,
-        py::arg("tokens"), py::arg("vocab"));
+        py::arg("tokens"), py::arg("vocab"), py::arg("hidden"));
   m.def(
       "embedding_bwd",
       [](int dtype, int table_dtype, std::uintptr_t dy, std::uintptr_t ids, bool ids_int64,

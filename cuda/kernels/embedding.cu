@@ -15,9 +15,10 @@ namespace {
 
 constexpr int kVec = 8;          // elements per thread access (one Philox call)
 constexpr int kFwdThreads = 256;
-constexpr int kLanes = 32;       // backward: threads across a 256-column tile
-constexpr int kGroups = 8;       // backward: thread groups striding over a run
+constexpr int kLanes = 32;           // backward: a warp covers a 256-column tile
 constexpr int kTile = kLanes * kVec;
+constexpr int kTilesPerBlock = 4;    // backward: warps per block, one tile each
+constexpr int64_t kChunk = 32;       // backward: sorted positions per warp
 
 // The id of token t as an index into the table, or -1 when it gives no row
 // (out of range, or padding when padding_id >= 0).
@@ -91,76 +92,143 @@ __global__ void lightseq_embedding_sort_keys(const I* __restrict__ ids, int32_t*
   vals[t] = static_cast<int32_t>(t);
 }
 
-// Block (i, tile): if sorted position i starts a run of one id, sums that
-// run's dy rows (times scale and the dropout mask) over the tile's columns:
-// group g takes run positions i + g, i + g + kGroups, ...; the groups'
-// partial sums are added in group order, so the result does not depend on
-// scheduling.
-template <typename T, typename TT, bool VEC>
-__global__ void __launch_bounds__(kLanes* kGroups)
-    lightseq_embedding_bwd(const T* __restrict__ dy, const int32_t* __restrict__ keys,
-                           const int32_t* __restrict__ tok, TT* __restrict__ dtable,
-                           EmbeddingShape s, float scale, DropoutArgs d) {
-  __shared__ float part[kGroups][kTile];
-  const int64_t i = blockIdx.x;
-  const int32_t key = keys[i];
-  if (key >= s.vocab || (i > 0 && keys[i - 1] == key)) return;
-  const int lane = threadIdx.x, g = threadIdx.y;
-  const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * kTile;
-  // Column of this lane's k-th element: 8 contiguous (VEC) or lane-strided.
-  auto col = [&](int k) { return VEC ? tile0 + lane * kVec + k : tile0 + lane + kLanes * k; };
-  float acc[kVec];
+// Backward, pass 1. The sorted positions are cut into chunks of kChunk; a
+// warp walks one chunk for 256 columns (8 per lane), summing each piece (the
+// chunk's positions of one id) in order. A piece that is a whole run goes
+// straight to dtable; one that continues into the neighbouring chunk goes to
+// the chunk's slot: lead (it continues from the previous chunk) or tail (it
+// starts a run that continues into the next). Pass 2 adds the slots of each
+// multi-chunk run in chunk order. Runs of any length thus spread over many
+// warps, and every sum has a fixed order (see embedding_ref.py in tests).
+template <typename T, bool VEC>
+__device__ __forceinline__ void load_masked(const T* dy, int64_t t, int64_t hidden, int64_t c0,
+                                            int lane_stride, const DropoutArgs& d,
+                                            float (&v)[kVec]) {
+  // Columns: c0 + k (VEC) or c0 + k * lane_stride (scalar, lane-interleaved).
+  auto col = [&](int k) { return VEC ? c0 + k : c0 + static_cast<int64_t>(k) * lane_stride; };
+  const T* row = dy + t * hidden;
+  if (VEC && col(0) < hidden) {
+    load_vec<T, kVec>(row + col(0), v);
+  } else {
 #pragma unroll
-  for (int k = 0; k < kVec; ++k) acc[k] = 0.f;
-  const bool dropping = d.threshold < 65536u;
-  const float mult = dropping ? scale * d.scale : scale;
-  for (int64_t j = i + g; j < s.tokens && keys[j] == key; j += kGroups) {
-    const int64_t t = tok[j];
-    const T* row = dy + t * s.hidden;
-    float v[kVec];
-    if (VEC && col(0) < s.hidden) {
-      load_vec<T, kVec>(row + col(0), v);
+    for (int k = 0; k < kVec; ++k) v[k] = col(k) < hidden ? to_float(row[col(k)]) : 0.f;
+  }
+  if (d.threshold >= 65536u) return;
+  if (VEC) {
+    const Philox4 r =
+        philox4x32_10(d.seed, static_cast<uint64_t>(t * hidden + col(0)) / kDropoutElemsPerCall);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k)
+      if (!dropout_keep(r, k, d.threshold)) v[k] = 0.f;
+  } else {
+#pragma unroll
+    for (int k = 0; k < kVec; ++k)
+      if (col(k) < hidden && !dropout_keep_element(d.seed, t * hidden + col(k), d.threshold))
+        v[k] = 0.f;
+  }
+}
+
+template <typename TT, bool VEC>
+__device__ __forceinline__ void store_row(TT* out, int64_t hidden, int64_t c0, int lane_stride,
+                                          const float (&v)[kVec]) {
+  if (VEC && c0 < hidden) {
+    store_vec<TT, kVec>(out + c0, v);
+  } else {
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      const int64_t c = VEC ? c0 + k : c0 + static_cast<int64_t>(k) * lane_stride;
+      if (c < hidden) out[c] = from_float<TT>(v[k]);
+    }
+  }
+}
+
+template <bool VEC>
+__device__ __forceinline__ void load_slot(const float* slot, int64_t hidden, int64_t c0,
+                                          float (&v)[kVec]) {
+  if (VEC) {
+    load_vec<float, kVec>(slot + c0, v);
+  } else {
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      const int64_t c = c0 + static_cast<int64_t>(k) * kLanes;
+      v[k] = c < hidden ? slot[c] : 0.f;
+    }
+  }
+}
+
+struct BwdArgs {
+  const int32_t* keys;  // sorted table rows (vocab: none)
+  const int32_t* tok;   // token of each sorted position
+  float* lead;          // [chunks, hidden] slots
+  float* tail;          // [chunks, hidden]
+  float mult;           // scale / (1 - rate)
+};
+
+// Column base of this thread: warp y of the block takes tile blockIdx.y * 4 + y.
+__device__ __forceinline__ int64_t thread_col(bool vec) {
+  const int64_t tile0 = (static_cast<int64_t>(blockIdx.y) * kTilesPerBlock + threadIdx.y) * kTile;
+  return vec ? tile0 + threadIdx.x * kVec : tile0 + threadIdx.x;
+}
+
+template <typename T, typename TT, bool VEC>
+__global__ void __launch_bounds__(kLanes* kTilesPerBlock)
+    lightseq_embedding_bwd_chunks(const T* __restrict__ dy, TT* __restrict__ dtable,
+                                  EmbeddingShape s, BwdArgs b, DropoutArgs d) {
+  const int64_t c0 = thread_col(VEC);
+  if (c0 >= s.hidden) return;
+  const int64_t chunk = blockIdx.x, p0 = chunk * kChunk;
+  const int64_t p1 = p0 + kChunk < s.tokens ? p0 + kChunk : s.tokens;
+  int64_t p = p0;
+  while (p < p1) {
+    const int32_t key = b.keys[p];
+    if (key >= s.vocab) break;  // the "no row" keys sort last
+    const bool from_prev = p == p0 && p0 > 0 && b.keys[p0 - 1] == key;
+    float acc[kVec];
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) acc[k] = 0.f;
+    for (; p < p1 && b.keys[p] == key; ++p) {
+      float v[kVec];
+      load_masked<T, VEC>(dy, b.tok[p], s.hidden, c0, kLanes, d, v);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) acc[k] += v[k];
+    }
+    const bool to_next = p == p1 && p1 < s.tokens && b.keys[p1] == key;
+    if (from_prev || to_next) {
+      float* slot = (from_prev ? b.lead : b.tail) + chunk * s.hidden;
+      store_row<float, VEC>(slot, s.hidden, c0, kLanes, acc);
     } else {
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) v[k] = col(k) < s.hidden ? to_float(row[col(k)]) : 0.f;
+      for (int k = 0; k < kVec; ++k) acc[k] *= b.mult;
+      store_row<TT, VEC>(dtable + static_cast<int64_t>(key) * s.hidden, s.hidden, c0, kLanes, acc);
     }
-    if (dropping) {
-      if constexpr (VEC) {
-        const Philox4 r = philox4x32_10(
-            d.seed, static_cast<uint64_t>(t * s.hidden + col(0)) / kDropoutElemsPerCall);
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) v[k] = dropout_keep(r, k, d.threshold) ? v[k] : 0.f;
-      } else {
-#pragma unroll
-        for (int k = 0; k < kVec; ++k)
-          if (col(k) < s.hidden && !dropout_keep_element(d.seed, t * s.hidden + col(k), d.threshold))
-            v[k] = 0.f;
-      }
-    }
+  }
+}
+
+// Pass 2: block x = the chunk whose tail slot starts a multi-chunk run.
+template <typename TT, bool VEC>
+__global__ void __launch_bounds__(kLanes* kTilesPerBlock)
+    lightseq_embedding_bwd_runs(TT* __restrict__ dtable, EmbeddingShape s, BwdArgs b) {
+  const int64_t c0 = thread_col(VEC);
+  if (c0 >= s.hidden) return;
+  const int64_t chunk = blockIdx.x, last = chunk * kChunk + kChunk - 1;
+  if (last + 1 >= s.tokens) return;
+  const int32_t key = b.keys[last];
+  if (key >= s.vocab || b.keys[last + 1] != key) return;  // no run continues from here
+  // Was the tail a lead (the run started in an earlier chunk)? Then not ours.
+  int64_t first = last;
+  while (first > chunk * kChunk && b.keys[first - 1] == key) --first;
+  if (first == chunk * kChunk && chunk > 0 && b.keys[first - 1] == key) return;
+  float acc[kVec];
+  load_slot<VEC>(b.tail + chunk * s.hidden, s.hidden, c0, acc);
+  for (int64_t c = chunk + 1; c * kChunk < s.tokens && b.keys[c * kChunk] == key; ++c) {
+    float v[kVec];
+    load_slot<VEC>(b.lead + c * s.hidden, s.hidden, c0, v);
 #pragma unroll
     for (int k = 0; k < kVec; ++k) acc[k] += v[k];
   }
 #pragma unroll
-  for (int k = 0; k < kVec; ++k) part[g][lane * kVec + k] = acc[k];
-  __syncthreads();
-  // Thread (lane, g) now finishes kVec / kGroups ... simply: group 0 reduces.
-  if (g != 0) return;
-  float out[kVec];
-#pragma unroll
-  for (int k = 0; k < kVec; ++k) {
-    float sum = 0.f;
-#pragma unroll
-    for (int h = 0; h < kGroups; ++h) sum += part[h][lane * kVec + k];
-    out[k] = sum * mult;
-  }
-  TT* drow = dtable + static_cast<int64_t>(key) * s.hidden;
-  if (VEC && col(0) < s.hidden) {
-    store_vec<TT, kVec>(drow + col(0), out);
-  } else {
-#pragma unroll
-    for (int k = 0; k < kVec; ++k)
-      if (col(k) < s.hidden) drow[col(k)] = from_float<TT>(out[k]);
-  }
+  for (int k = 0; k < kVec; ++k) acc[k] *= b.mult;
+  store_row<TT, VEC>(dtable + static_cast<int64_t>(key) * s.hidden, s.hidden, c0, kLanes, acc);
 }
 
 // Bits covering keys 0..vocab (vocab is the "no row" key).
@@ -169,8 +237,6 @@ int key_bits(int64_t vocab) {
   while ((int64_t{1} << b) <= vocab) ++b;
   return b;
 }
-
-size_t align16(size_t n) { return (n + 15) & ~size_t{15}; }
 
 size_t sort_temp_bytes(int64_t tokens, int64_t vocab) {
   size_t bytes = 0;
@@ -210,7 +276,8 @@ cudaError_t embedding_fwd(DType dtype, DType table_dtype, const void* ids, bool 
       using TT = decltype(tt);
       return dispatch_ids(ids_int64, [&](auto it) {
         using I = decltype(it);
-        const bool vec = s.hidden % kVec == 0 && is_aligned(table, 16) && is_aligned(y, 16);
+        const bool vec = s.hidden % kVec == 0 && is_aligned(table, kVec * sizeof(TT)) &&
+                         is_aligned(y, kVec * sizeof(T));
         const int64_t threads = s.tokens * (vec ? s.hidden / kVec : s.hidden);
         const int64_t blocks = (threads + kFwdThreads - 1) / kFwdThreads;
         if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
@@ -225,10 +292,45 @@ cudaError_t embedding_fwd(DType dtype, DType table_dtype, const void* ids, bool 
   });
 }
 
-size_t embedding_bwd_workspace_bytes(int64_t tokens, int64_t vocab) {
+namespace {
+
+// Workspace: sort keys/values in and out, the two slot arrays, cub's temp.
+struct BwdWorkspace {
+  int32_t *keys_in, *keys, *vals_in, *tok;
+  float *lead, *tail;
+  void* temp;
+  size_t temp_bytes, total;
+};
+
+BwdWorkspace carve(void* base, int64_t tokens, int64_t vocab, int64_t hidden) {
   using namespace detail;
+  BwdWorkspace w{};
+  char* p = static_cast<char*>(base);
+  size_t off = 0;
+  auto take = [&](size_t bytes) {
+    char* q = p ? p + off : nullptr;
+    off += (bytes + 255) & ~size_t{255};  // 256-byte aligned pieces (vector accesses)
+    return q;
+  };
+  const size_t n = sizeof(int32_t) * tokens;
+  const size_t slots = sizeof(float) * ((tokens + kChunk - 1) / kChunk) * hidden;
+  w.keys_in = reinterpret_cast<int32_t*>(take(n));
+  w.keys = reinterpret_cast<int32_t*>(take(n));
+  w.vals_in = reinterpret_cast<int32_t*>(take(n));
+  w.tok = reinterpret_cast<int32_t*>(take(n));
+  w.lead = reinterpret_cast<float*>(take(slots));
+  w.tail = reinterpret_cast<float*>(take(slots));
+  w.temp_bytes = sort_temp_bytes(tokens, vocab);
+  w.temp = take(w.temp_bytes);
+  w.total = off + 256;  // room to align the base
+  return w;
+}
+
+}  // namespace
+
+size_t embedding_bwd_workspace_bytes(int64_t tokens, int64_t vocab, int64_t hidden) {
   if (tokens <= 0) return 0;
-  return 4 * align16(sizeof(int32_t) * tokens) + align16(sort_temp_bytes(tokens, vocab));
+  return carve(nullptr, tokens, vocab, hidden).total;
 }
 
 cudaError_t embedding_bwd(DType dtype, DType table_dtype, const void* dy, const void* ids,
@@ -239,42 +341,44 @@ cudaError_t embedding_bwd(DType dtype, DType table_dtype, const void* dy, const 
   const size_t table_bytes = static_cast<size_t>(s.vocab) * s.hidden * dtype_size(table_dtype);
   cudaError_t err = cudaMemsetAsync(dtable, 0, table_bytes, stream);
   if (err != cudaSuccess || s.tokens == 0) return err;
-  if (workspace_bytes < embedding_bwd_workspace_bytes(s.tokens, s.vocab))
+  if (workspace_bytes < embedding_bwd_workspace_bytes(s.tokens, s.vocab, s.hidden))
     return cudaErrorInvalidValue;
-  char* ws = static_cast<char*>(workspace);
-  const size_t n_bytes = align16(sizeof(int32_t) * s.tokens);
-  int32_t* keys_in = reinterpret_cast<int32_t*>(ws);
-  int32_t* keys = reinterpret_cast<int32_t*>(ws + n_bytes);
-  int32_t* vals_in = reinterpret_cast<int32_t*>(ws + 2 * n_bytes);
-  int32_t* tok = reinterpret_cast<int32_t*>(ws + 3 * n_bytes);
-  void* temp = ws + 4 * n_bytes;
-  size_t temp_bytes = workspace_bytes - 4 * n_bytes;
+  const uintptr_t base = (reinterpret_cast<uintptr_t>(workspace) + 255) & ~uintptr_t{255};
+  BwdWorkspace w = carve(reinterpret_cast<void*>(base), s.tokens, s.vocab, s.hidden);
 
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>((s.tokens + threads - 1) / threads);
   err = dispatch_ids(ids_int64, [&](auto it) {
     using I = decltype(it);
     lightseq_embedding_sort_keys<I><<<blocks, threads, 0, stream>>>(
-        static_cast<const I*>(ids), keys_in, vals_in, s.tokens, s.vocab, a.padding_id);
+        static_cast<const I*>(ids), w.keys_in, w.vals_in, s.tokens, s.vocab, a.padding_id);
     return cudaGetLastError();
   });
   if (err != cudaSuccess) return err;
   // Stable: tokens of one id stay in token order, which fixes the summation order.
-  err = cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys, vals_in, tok,
+  err = cub::DeviceRadixSort::SortPairs(w.temp, w.temp_bytes, w.keys_in, w.keys, w.vals_in, w.tok,
                                         static_cast<int>(s.tokens), 0, key_bits(s.vocab), stream);
   if (err != cudaSuccess) return err;
   const DropoutArgs d = make_dropout_args(a.seed, a.rate);
+  const BwdArgs b{w.keys, w.tok, w.lead, w.tail,
+                  d.threshold < 65536u ? a.scale * d.scale : a.scale};
   return dispatch_dtype(dtype, [&](auto t) {
     using T = decltype(t);
     return dispatch_dtype(table_dtype, [&](auto tt) {
       using TT = decltype(tt);
-      const bool vec = s.hidden % kVec == 0 && is_aligned(dy, 16) && is_aligned(dtable, 16);
-      const dim3 grid(static_cast<unsigned>(s.tokens),
-                      static_cast<unsigned>((s.hidden + kTile - 1) / kTile));
+      const bool vec = s.hidden % kVec == 0 && is_aligned(dy, kVec * sizeof(T)) &&
+                       is_aligned(dtable, kVec * sizeof(TT));
+      const int64_t tiles = (s.hidden + kTile - 1) / kTile;
+      const dim3 grid(static_cast<unsigned>((s.tokens + kChunk - 1) / kChunk),
+                      static_cast<unsigned>((tiles + kTilesPerBlock - 1) / kTilesPerBlock));
       if (grid.y > 65535) return cudaErrorInvalidValue;
-      auto kernel = vec ? lightseq_embedding_bwd<T, TT, true> : lightseq_embedding_bwd<T, TT, false>;
-      kernel<<<grid, dim3(kLanes, kGroups), 0, stream>>>(static_cast<const T*>(dy), keys, tok,
-                                                         static_cast<TT*>(dtable), s, a.scale, d);
+      const dim3 block(kLanes, kTilesPerBlock);
+      auto chunks = vec ? lightseq_embedding_bwd_chunks<T, TT, true>
+                        : lightseq_embedding_bwd_chunks<T, TT, false>;
+      chunks<<<grid, block, 0, stream>>>(static_cast<const T*>(dy), static_cast<TT*>(dtable), s,
+                                         b, d);
+      auto runs = vec ? lightseq_embedding_bwd_runs<TT, true> : lightseq_embedding_bwd_runs<TT, false>;
+      runs<<<grid, block, 0, stream>>>(static_cast<TT*>(dtable), s, b);
       return cudaGetLastError();
     });
   });

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import embedding_ref
 import lightseq_tf
 import philox_ref
 from tolerances import REL, rel_err
@@ -123,6 +124,20 @@ def test_gradient_is_deterministic_with_repeated_ids():
         np.testing.assert_array_equal(g, grads[0])
     _, ref = reference(ids, table, dy, 96 ** 0.5, 0, -1, 0.3, 5)
     assert rel_err(grads[0], ref.numpy()) < REL[tf.float32]
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_gradient_order_bit_for_bit(rate):
+    """The CPU twin sums in the GPU kernel's order: equal to the float32 replay
+    (tests/gpu checks the GPU against the same replay)."""
+    # id 0 spans several 32-position chunks of the sorted ids; ids 1-4 start mid-chunk.
+    ids = tf.constant(np.random.RandomState(3).choice(5, (2, 150), p=[.7, .1, .1, .05, .05]),
+                      tf.int32)
+    table = tf.zeros([5, 16])
+    dy = tf.random.stateless_normal([2, 150, 16], [4, 4])
+    _, got = ours(ids, table, dy, None, scale=1.5, rate=rate, seed=8)
+    want = embedding_ref.grad_in_kernel_order(ids.numpy(), dy.numpy(), 5, 1.5, rate, 8)
+    np.testing.assert_array_equal(got.numpy(), want)
 
 
 def test_keep_rate_and_seeds():

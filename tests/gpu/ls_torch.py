@@ -178,3 +178,36 @@ def merge_heads(x, out=None):
     y = torch.empty(b, l, n * h * d, dtype=x.dtype, device=x.device) if out is None else out
     lc.merge_heads(DTYPES[x.dtype], x.data_ptr(), y.data_ptr(), n, b, l, h, d, _stream())
     return y
+
+
+def embedding_fwd(ids, table, scale, positions=True, pos_offset=0, padding_id=-1, seed=0,
+                  rate=0.0, dtype=None, bad_index=None, out=None):
+    """ids: any shape (positions along the last axis); -> y ids.shape + [H]."""
+    vocab, hidden = table.shape
+    dtype = dtype or table.dtype
+    y = torch.empty(tuple(ids.shape) + (hidden,), dtype=dtype, device=table.device) \
+        if out is None else out
+    seq_len = ids.shape[-1] if ids.dim() >= 2 else 1
+    lc.embedding_fwd(DTYPES[dtype], DTYPES[table.dtype], ids.data_ptr(), ids.dtype == torch.int64,
+                     table.data_ptr(), y.data_ptr(), ids.numel(), max(seq_len, 1), hidden, vocab,
+                     scale, positions, pos_offset, padding_id, seed, rate,
+                     0 if bad_index is None else bad_index.data_ptr(), _stream())
+    return y
+
+
+def embedding_bwd_workspace(ids, vocab, hidden):
+    n = lc.embedding_bwd_workspace_bytes(ids.numel(), vocab, hidden)
+    return torch.empty(max(n, 1), dtype=torch.uint8, device=ids.device)
+
+
+def embedding_bwd(dy, ids, vocab, table_dtype, scale, padding_id=-1, seed=0, rate=0.0,
+                  workspace=None, out=None):
+    hidden = dy.shape[-1]
+    ws = embedding_bwd_workspace(ids, vocab, hidden) if workspace is None else workspace
+    dtable = torch.empty(vocab, hidden, dtype=table_dtype, device=dy.device) if out is None else out
+    seq_len = ids.shape[-1] if ids.dim() >= 2 else 1
+    lc.embedding_bwd(DTYPES[dy.dtype], DTYPES[table_dtype], dy.data_ptr(), ids.data_ptr(),
+                     ids.dtype == torch.int64, dtable.data_ptr(), ids.numel(), max(seq_len, 1),
+                     hidden, vocab, scale, padding_id, seed, rate, ws.data_ptr(), ws.numel(),
+                     _stream())
+    return dtable

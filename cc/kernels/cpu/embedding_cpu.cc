@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "Eigen/Core"
 #include "cc/kernels/cpu/dropout_mask_cpu.h"
 #include "lightseq/philox.h"
 #include "lightseq/sinusoid.h"
@@ -11,8 +10,8 @@
 namespace lightseq_tf {
 namespace {
 
-// The GPU backward's interleaving: kGroups partial sums per column.
-constexpr int kGroups = 8;
+// The GPU backward's chunk of sorted positions (one warp each).
+constexpr int64_t kChunk = 32;
 
 // The table row token t reads / updates, or -1 (padding with padding_id >= 0).
 template <typename I>
@@ -82,28 +81,32 @@ void EmbeddingBackwardCpu(tensorflow::thread::ThreadPool* pool, const T* dy, con
   const float mult = d.threshold < 65536u ? a.scale * d.scale : a.scale;
   const int64_t avg_tokens = V > 0 ? s.tokens / V + 1 : 1;
   pool->ParallelFor(V, (2 + 4 * avg_tokens) * H, [&](int64_t v0, int64_t v1) {
-    Eigen::ArrayXXf part(H, kGroups);
-    std::vector<float> m(H);
+    std::vector<float> acc(H), piece(H), m(H);
     for (int64_t v = v0; v < v1; ++v) {
       TT* out = dtable + v * H;
       if (start[v] == start[v + 1]) {
         std::fill(out, out + H, static_cast<TT>(0.f));
         continue;
       }
-      part.setZero();
-      for (int64_t j = start[v]; j < start[v + 1]; ++j) {
-        const int64_t t = order[j];
-        const T* g = dy + t * H;
-        float* p = part.col((j - start[v]) % kGroups).data();
-        FillDropoutMask(d, t * H, H, m.data());
-        // The mask is 0 or d.scale: keep-or-drop here, the scale once at the end (as the GPU).
-        for (int64_t c = 0; c < H; ++c) p[c] += m[c] != 0.f ? static_cast<float>(g[c]) : 0.f;
+      // Pieces: this id's sorted positions cut at multiples of kChunk, each
+      // summed in order from 0; then the pieces added in order.
+      for (int64_t j = start[v]; j < start[v + 1];) {
+        const int64_t end = std::min(start[v + 1], (j / kChunk + 1) * kChunk);
+        std::fill(piece.begin(), piece.end(), 0.f);
+        for (; j < end; ++j) {
+          const int64_t t = order[j];
+          const T* g = dy + t * H;
+          FillDropoutMask(d, t * H, H, m.data());
+          // The mask is 0 or d.scale: keep-or-drop here, the scale once at the end (as the GPU).
+          for (int64_t c = 0; c < H; ++c) piece[c] += m[c] != 0.f ? static_cast<float>(g[c]) : 0.f;
+        }
+        if (end - 1 < (start[v] / kChunk + 1) * kChunk) {
+          acc = piece;  // the first piece
+        } else {
+          for (int64_t c = 0; c < H; ++c) acc[c] += piece[c];
+        }
       }
-      for (int64_t c = 0; c < H; ++c) {
-        float sum = 0.f;
-        for (int h = 0; h < kGroups; ++h) sum += part(c, h);
-        out[c] = static_cast<TT>(sum * mult);
-      }
+      for (int64_t c = 0; c < H; ++c) out[c] = static_cast<TT>(acc[c] * mult);
     }
   });
 }

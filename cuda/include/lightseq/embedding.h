@@ -8,12 +8,13 @@
 // position). With padding_id >= 0 (fairseq / LightSeq convention) tokens equal
 // to padding_id (which must be < vocab) give zero rows and no table gradient.
 //
-// Backward: dtable[v, :] = sum over tokens t with ids[t] == v of
-//   scale * keep(t, :) * dy[t, :]
-// summed in float32, in token order, by one thread group per distinct id
-// after a stable radix sort of the ids: the gradient is deterministic (bit
-// for bit, run to run) without atomics, and rows of ids that do not occur are
-// zero.
+// Backward: dtable[v, :] = scale / (1 - rate) * sum over tokens t with
+// ids[t] == v of keep(t, :) * dy[t, :], summed in float32 in a fixed order:
+// a stable radix sort of the ids lines each id's tokens up in token order;
+// warps sum chunks of 32 sorted positions, and a second pass adds the chunk
+// sums of ids spanning several chunks in chunk order. No atomics: the
+// gradient is the same bit for bit run to run, and a frequent id (padding,
+// punctuation) is spread over many warps. Rows of absent ids are zero.
 //
 // Token ids outside [0, vocab) are never dereferenced: the forward writes a
 // zero row and records the smallest such flat token index in *bad_index
@@ -38,12 +39,11 @@ cudaError_t embedding_fwd(DType dtype, DType table_dtype, const void* ids, bool 
                           const EmbeddingArgs& args, unsigned long long* bad_index,
                           cudaStream_t stream);
 
-// Bytes of the workspace embedding_bwd needs for `tokens` ids.
-size_t embedding_bwd_workspace_bytes(int64_t tokens, int64_t vocab);
+// Bytes of the workspace embedding_bwd needs.
+size_t embedding_bwd_workspace_bytes(int64_t tokens, int64_t vocab, int64_t hidden);
 
 // dy: [tokens, hidden] of dtype; dtable: [vocab, hidden] of table_dtype
-// (fully written). workspace: embedding_bwd_workspace_bytes(...) bytes,
-// 16-byte aligned.
+// (fully written). workspace: embedding_bwd_workspace_bytes(...) bytes.
 cudaError_t embedding_bwd(DType dtype, DType table_dtype, const void* dy, const void* ids,
                           bool ids_int64, void* dtable, EmbeddingShape shape,
                           const EmbeddingArgs& args, void* workspace, size_t workspace_bytes,
