@@ -18,7 +18,7 @@ constexpr int kFwdThreads = 256;
 constexpr int kLanes = 32;           // backward: a warp covers a 256-column tile
 constexpr int kTile = kLanes * kVec;
 constexpr int kTilesPerBlock = 4;    // backward: warps per block, one tile each
-constexpr int64_t kChunk = 32;       // backward: sorted positions per warp
+constexpr int64_t kChunk = 16;       // backward: sorted positions per warp
 
 // The id of token t as an index into the table, or -1 when it gives no row
 // (out of range, or padding when padding_id >= 0).
@@ -183,10 +183,22 @@ __global__ void __launch_bounds__(kLanes* kTilesPerBlock)
     const int32_t key = b.keys[p];
     if (key >= s.vocab) break;  // the "no row" keys sort last
     const bool from_prev = p == p0 && p0 > 0 && b.keys[p0 - 1] == key;
+    int64_t q = p + 1;  // end of the piece
+    while (q < p1 && b.keys[q] == key) ++q;
     float acc[kVec];
 #pragma unroll
     for (int k = 0; k < kVec; ++k) acc[k] = 0.f;
-    for (; p < p1 && b.keys[p] == key; ++p) {
+    // Four rows in flight, added in position order.
+    for (; p + 4 <= q; p += 4) {
+      float v[4][kVec];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) load_masked<T, VEC>(dy, b.tok[p + u], s.hidden, c0, kLanes, d, v[u]);
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[k] += v[u][k];
+    }
+    for (; p < q; ++p) {
       float v[kVec];
       load_masked<T, VEC>(dy, b.tok[p], s.hidden, c0, kLanes, d, v);
 #pragma unroll
@@ -218,9 +230,26 @@ __global__ void __launch_bounds__(kLanes* kTilesPerBlock)
   int64_t first = last;
   while (first > chunk * kChunk && b.keys[first - 1] == key) --first;
   if (first == chunk * kChunk && chunk > 0 && b.keys[first - 1] == key) return;
+  // The run ends at the first sorted position past `last` with a larger key.
+  int64_t lo = last + 1, hi = s.tokens;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (b.keys[mid] == key) lo = mid + 1; else hi = mid;
+  }
+  const int64_t end_chunk = (lo + kChunk - 1) / kChunk;  // chunks chunk+1 .. end_chunk-1 have leads
   float acc[kVec];
   load_slot<VEC>(b.tail + chunk * s.hidden, s.hidden, c0, acc);
-  for (int64_t c = chunk + 1; c * kChunk < s.tokens && b.keys[c * kChunk] == key; ++c) {
+  int64_t c = chunk + 1;
+  for (; c + 4 <= end_chunk; c += 4) {
+    float v[4][kVec];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) load_slot<VEC>(b.lead + (c + u) * s.hidden, s.hidden, c0, v[u]);
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) acc[k] += v[u][k];
+  }
+  for (; c < end_chunk; ++c) {
     float v[kVec];
     load_slot<VEC>(b.lead + c * s.hidden, s.hidden, c0, v);
 #pragma unroll

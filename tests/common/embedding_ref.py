@@ -1,5 +1,5 @@
 """The embedding table gradient in the kernels' exact float32 order: ids
-stably sorted; each id's sorted positions cut at multiples of 32 into pieces,
+stably sorted; each id's sorted positions cut at multiples of 16 into pieces,
 each piece summed in order from 0, the pieces added in order, then times
 scale / (1 - rate). CPU twin and GPU must both equal it bit for bit."""
 import numpy as np
@@ -23,9 +23,9 @@ def grad_in_kernel_order(ids, dy, vocab, scale, rate, seed, padding_id=-1):
         if len(pos) == 0:
             continue
         acc = None
-        for chunk in np.unique(pos // 32):
+        for chunk in np.unique(pos // 16):
             piece = np.zeros(hidden, np.float32)
-            for p in pos[pos // 32 == chunk]:
+            for p in pos[pos // 16 == chunk]:
                 piece += g[order[p]]
             acc = piece if acc is None else acc + piece
         out[v] = acc * np.float32(mult)

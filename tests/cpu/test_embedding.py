@@ -130,7 +130,7 @@ def test_gradient_is_deterministic_with_repeated_ids():
 def test_gradient_order_bit_for_bit(rate):
     """The CPU twin sums in the GPU kernel's order: equal to the float32 replay
     (tests/gpu checks the GPU against the same replay)."""
-    # id 0 spans several 32-position chunks of the sorted ids; ids 1-4 start mid-chunk.
+    # id 0 spans several 16-position chunks of the sorted ids; ids 1-4 start mid-chunk.
     ids = tf.constant(np.random.RandomState(3).choice(5, (2, 150), p=[.7, .1, .1, .05, .05]),
                       tf.int32)
     table = tf.zeros([5, 16])

@@ -115,7 +115,7 @@ def test_out_of_range_ids_are_flagged_and_never_read(ids_dtype):
 def test_gradient_order_bit_for_bit():
     """fp32 dtable equals a float32 replay of the kernels' summation order
     exactly (tests/cpu checks the CPU twin against the same replay)."""
-    # id 0 spans several 32-position chunks of the sorted ids; ids 1-4 start mid-chunk.
+    # id 0 spans several 16-position chunks of the sorted ids; ids 1-4 start mid-chunk.
     ids = torch.from_numpy(np.random.RandomState(3).choice(5, (2, 150), p=[.7, .1, .1, .05, .05])
                            ).int().cuda()
     dy = torch.randn(2, 150, 16, device="cuda")

@@ -11,7 +11,7 @@ namespace lightseq_tf {
 namespace {
 
 // The GPU backward's chunk of sorted positions (one warp each).
-constexpr int64_t kChunk = 32;
+constexpr int64_t kChunk = 16;
 
 // The table row token t reads / updates, or -1 (padding with padding_id >= 0).
 template <typename I>

@@ -1,6 +1,6 @@
 // CPU twin of cuda/kernels/embedding.cu: the same rows, positions, dropout
 // mask and the same gradient summation order (per distinct id, its tokens'
-// positions in the stable sort cut at multiples of 32, each piece summed in
+// positions in the stable sort cut at multiples of 16, each piece summed in
 // order, the pieces added in order, then times scale / (1 - rate)): float32
 // gradients equal the GPU's bit for bit. Ids are validated by the OpKernel.
 #pragma once

@@ -11,7 +11,7 @@
 // Backward: dtable[v, :] = scale / (1 - rate) * sum over tokens t with
 // ids[t] == v of keep(t, :) * dy[t, :], summed in float32 in a fixed order:
 // a stable radix sort of the ids lines each id's tokens up in token order;
-// warps sum chunks of 32 sorted positions, and a second pass adds the chunk
+// warps sum chunks of 16 sorted positions, and a second pass adds the chunk
 // sums of ids spanning several chunks in chunk order. No atomics: the
 // gradient is the same bit for bit run to run, and a frequent id (padding,
 // punctuation) is spread over many warps. Rows of absent ids are zero.
