@@ -40,7 +40,9 @@ def step(f, inputs, dy):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
             y = f(*inputs)
-        return [y] + tape.gradient(y, inputs, output_gradients=dy)
+        grads = tape.gradient(y, inputs, output_gradients=dy)
+        # tf.gather's table gradient is IndexedSlices: keep it sparse (its cheapest form).
+        return [y] + [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
     return lambda: [t.numpy() for t in run()]
 
 
@@ -52,7 +54,13 @@ def cases():
     ce_targets = tf.random.uniform([512], 0, 32000, dtype=tf.int32)
     soft = tf.one_hot(ce_targets, 32000, on_value=0.9, off_value=0.1 / 31999)
     ce_dy = tf.ones([512])
+    ids = tf.random.uniform([64, 64], 0, 32000, dtype=tf.int32)
+    table, emb_dy = r(32000, 512), r(64, 64, 512)
+    signal = lightseq_tf.embedding(tf.zeros([1, 64], tf.int32), tf.zeros([1, 512]))[0]
     return [
+        ("embedding", [64, 64, 512, 32000],
+         step(lambda t: lightseq_tf.embedding(ids, t, rate=RATE, seed=SEED), [table], emb_dy),
+         step(lambda t: native_dropout(tf.gather(t, ids) * 512 ** 0.5 + signal), [table], emb_dy)),
         # Keras 3's LayerNormalization on the TF backend is moments + batch_normalization.
         ("layer_norm", [t, h], step(lambda x, g, b: lightseq_tf.layer_norm(x, g, b, 1e-6), [x, g, b], dy),
          step(lambda x, g, b: tf.nn.batch_normalization(
@@ -78,9 +86,12 @@ def cases():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--only", nargs="*", help="case names to run (default: all)")
     args = ap.parse_args()
     rows = []
     for name, shape, ours, native in cases():
+        if args.only and name not in args.only:
+            continue
         o, n = median_ms(ours), median_ms(native)
         rows.append({"name": name + "_fwd_bwd", "dtype": "float32", "shape": shape, "ours_ms": o,
                      "native_tf_ms": n, "speedup_vs_native": n / o,
