@@ -222,4 +222,6 @@ PYBIND11_MODULE(lightseq_cuda, m) {
                                 {splits, batch, len, heads, head_dim}, ptr<cudaStream_t>(stream)),
           "merge_heads");
   });
+
+  bind_adam(m);
 }

@@ -1,36 +1,16 @@
 """LightseqMultiTensorAdam (CPU twin) vs a numpy float32 Adam step with the
 same order of operations (bit for bit), and vs Keras' own Adam / AdamW."""
-import math
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import lightseq_tf
+from adam_ref import F32, differing_bits, numpy_adam
 from tolerances import rel_err
 
-F32 = np.float32
 # Sizes around the vector width and the CPU twin's 16384-element chunks.
 SHAPES = [(1,), (7,), (8,), (9,), (33,), (3, 17), (1000,), (16384 + 5,), (2, 16384), (64, 129)]
 GRAD_DTYPES = [tf.float32, tf.float16, tf.bfloat16]
-
-
-def numpy_adam(p, m, v, g, lr, b1, b2, eps, wd, step, adamw, grad_scale):
-    """float32, op by op, as cuda/include/lightseq/adam_step.h."""
-    lr, b1, b2, eps, wd, scale = map(F32, (lr, b1, b2, eps, wd, grad_scale))
-    step_size = F32(float(lr) / (1.0 - float(b1) ** step))  # double, rounded once
-    bc2_sqrt = F32(math.sqrt(1.0 - float(b2) ** step))
-    g = g.astype(F32) / scale
-    if wd != 0:
-        if adamw:
-            p = p - (lr * wd) * p
-        else:
-            g = g + wd * p
-    m = b1 * m + (F32(1) - b1) * g
-    v = b2 * v + (F32(1) - b2) * (g * g)
-    d = np.sqrt(v) / bc2_sqrt + eps
-    p = p - step_size * (m / d)
-    return p, m, v
 
 
 def make_state(shapes, seed):
@@ -53,9 +33,7 @@ def tf_vars(arrays):
 def assert_bits_equal(tf_list, np_list, what):
     for i, (a, b) in enumerate(zip(tf_list, np_list)):
         a = np.asarray(a.numpy() if hasattr(a, "numpy") else a, F32)
-        b = np.asarray(b, F32)
-        assert a.shape == b.shape, (what, i)
-        bad = np.flatnonzero(a.view(np.uint32) != b.view(np.uint32))
+        bad = differing_bits(a, b)
         assert bad.size == 0, f"{what}[{i}]: {bad.size} elements differ, first at {bad[0]}: " \
                               f"{a.flat[bad[0]]!r} vs {b.flat[bad[0]]!r}"
 
