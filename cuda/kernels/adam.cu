@@ -183,7 +183,7 @@ cudaError_t adam_impl(const AdamTensor* ts, int count, const AdamScalars& s,
     p[1] = ts[i].m;
     p[2] = ts[i].v;
     p[3] = const_cast<void*>(ts[i].grad);
-    if (DEPTH == 5) p[DEPTH - 1] = ts[i].model_copy;
+    if constexpr (DEPTH == 5) p[4] = ts[i].model_copy;
     numel = ts[i].numel;
   };
   auto launch = [&](const TensorList<DEPTH>& l, int chunks) {
