@@ -61,7 +61,7 @@ __device__ __forceinline__ void locate(const TensorList<DEPTH>& l, int& t, int64
 // The order of ops of lightseq/adam_step.h, each op rounded (no contraction).
 __device__ __forceinline__ void adam_element(float& p, float& m, float& v, float g,
                                              const AdamScalars& s) {
-  g = __fdiv_rn(g, s.grad_scale);
+  if (s.grad_scale != 1.f) g = __fdiv_rn(g, s.grad_scale);  // g / 1 == g: skip the division
   if (s.weight_decay != 0.f) {
     if (s.adamw) p = __fadd_rn(p, -__fmul_rn(s.lr_wd, p));
     else g = __fadd_rn(g, __fmul_rn(s.weight_decay, p));

@@ -86,6 +86,17 @@ def test_weight_decay_modes_differ_and_decay_applies():
     np.testing.assert_array_equal(m[0].numpy(), expect_m)
 
 
+def test_denormal_moments_are_kept_like_numpy():
+    """g^2 of a 1e-20 grad is denormal; TF's CPU threads would flush it."""
+    zeros = np.zeros(6, F32)
+    p, m, v = tf_vars([zeros]), tf_vars([zeros]), tf_vars([zeros])
+    g = np.array([1e-20, -1e-19, 1e-21, 3e-23, 1.0, 0.0], F32)
+    lightseq_tf.multi_tensor_adam(p, m, v, [tf.constant(g)], 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
+    ref = numpy_adam(zeros, zeros, zeros, g, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, 1.0)
+    assert 0 < ref[2][0] < np.finfo(F32).tiny  # the reference does hold a denormal
+    assert_bits_equal([p[0], m[0], v[0]], ref, "denormal")
+
+
 def test_found_inf_skips_everything_bit_identical():
     p0, m0, v0 = make_state(SHAPES, 2)
     p, m, v = tf_vars(p0), tf_vars(m0), tf_vars(v0)

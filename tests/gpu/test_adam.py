@@ -76,6 +76,18 @@ def test_bit_exact_vs_numpy(dtype, adamw, wd, grad_scale, offset):
     assert_bits(v, rv, "v")
 
 
+def test_denormals_are_not_flushed():
+    """g^2 of a 1e-20 grad is denormal: kept, as numpy (and the CPU twin) do."""
+    g = np.array([1e-20, -1e-19, 1e-21, 3e-23, 1.0, 0.0, 2e-20, 5e-21, 1e-22], np.float32)
+    p, m, v = (torch.zeros(g.size, device="cuda") for _ in range(3))
+    la.multi_tensor_adam([p], [m], [v], [torch.from_numpy(g).cuda()], 1e-3, 0.9, 0.999, 1e-8,
+                         0.0, 1)
+    z = np.zeros(g.size, np.float32)
+    ref = numpy_adam(z, z, z, g, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, 1.0)
+    assert 0 < ref[2][0] < np.finfo(np.float32).tiny
+    assert_bits([p, m, v], ref, "p/m/v")
+
+
 @pytest.mark.parametrize("copy_dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
 def test_model_copy_is_rounded_new_param(copy_dtype, offset):

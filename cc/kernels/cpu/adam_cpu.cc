@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "tsl/platform/denormal.h"
 
 // Bit-exactness with numpy (and with the GPU kernel's __f*_rn intrinsics)
 // needs every multiply and add rounded on its own: no a*b+c contraction into
@@ -50,6 +51,9 @@ void MultiTensorAdamCpu(tensorflow::thread::ThreadPool* pool, const AdamTensorCp
     chunk_end[i] = chunks;
   }
   pool->ParallelFor(chunks, 20 * kChunk, [&](int64_t c0, int64_t c1) {
+    // TF's pool threads flush denormals to zero; Adam's v = (1 - beta2) g^2
+    // reaches them for small grads, and numpy and the GPU keep them.
+    tsl::port::ScopedDontFlushDenormal keep_denormals;
     int t = static_cast<int>(std::upper_bound(chunk_end.begin(), chunk_end.end(), c0) -
                              chunk_end.begin());
     for (int64_t c = c0; c < c1; ++c) {

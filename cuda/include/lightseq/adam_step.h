@@ -17,7 +17,8 @@
 // f32(sqrt(1 - beta2^step)) computed in double. This is torch.optim.Adam /
 // AdamW's formula (eps added after dividing sqrt(v) by sqrt(bias correction)),
 // in float32 instead of torch's mixed float/double scalar arithmetic; numpy
-// reproduces it bit for bit (tests/cpu/test_adam.py).
+// reproduces it bit for bit (tests/common/adam_ref.py), denormals included
+// (the CPU twin lifts TF's flush-to-zero; the GPU kernel never flushes).
 #pragma once
 
 #include <cmath>
