@@ -20,10 +20,15 @@ import ls_torch_adam as la
 LR, BETAS, EPS, WD = 1e-4, (0.9, 0.98), 1e-8, 0.0  # as the DESIGN anchor: plain Adam
 
 
-def transformer_big_shapes(vocab=32000):
-    model = torch.nn.Transformer(d_model=1024, nhead=16, num_encoder_layers=6,
-                                 num_decoder_layers=6, dim_feedforward=4096, device="meta")
-    return [tuple(p.shape) for p in model.parameters()] + [(vocab, 1024)]
+def transformer_big_shapes(vocab=32000, d=1024, ffn=4096, layers=6):
+    """The parameter shapes of torch.nn.Transformer(d, 16 heads, 6 + 6 layers,
+    ffn), in its order, plus the shared embedding."""
+    attn = [(3 * d, d), (3 * d,), (d, d), (d,)]  # in_proj (q, k, v packed), out_proj
+    ffn_ = [(ffn, d), (ffn,), (d, ffn), (d,)]
+    norm = [(d,), (d,)]
+    enc = attn + ffn_ + 2 * norm
+    dec = attn + attn + ffn_ + 3 * norm
+    return layers * enc + norm + layers * dec + norm + [(vocab, d)]
 
 
 def randn(shapes, dtype=torch.float32, scale=1.0):
