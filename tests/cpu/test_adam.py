@@ -168,6 +168,20 @@ def test_indexed_slices_grad_is_applied_densely():
     assert_bits_equal([table, m, v], ref, "table")
 
 
+def test_keras_variables_are_accepted():
+    """Keras 3 variables (what a Keras optimizer holds) expose their handle."""
+    import keras
+
+    p0, m0, v0 = make_state([(6,), (2, 3)], 13)
+    p, m, v = ([keras.Variable(a) for a in x] for x in (p0, m0, v0))
+    gs = make_grads([(6,), (2, 3)], tf.float32, 14)
+    lightseq_tf.multi_tensor_adam(p, m, v, gs, 1e-2, 0.9, 0.999, 1e-8, 0.0, 2)
+    for i, g in enumerate(gs):
+        ref = numpy_adam(p0[i], m0[i], v0[i], g.numpy(), 1e-2, 0.9, 0.999, 1e-8, 0.0, 2, False,
+                         1.0)
+        assert_bits_equal([np.asarray(x[i].numpy()) for x in (p, m, v)], ref, f"keras {i}")
+
+
 def test_readers_keep_their_value_copy_on_write():
     p = tf.Variable(np.ones(64, F32))
     m, v = tf.Variable(tf.zeros(64)), tf.Variable(tf.zeros(64))
