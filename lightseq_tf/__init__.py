@@ -2,9 +2,9 @@
 __version__ = "0.1.0"
 
 from lightseq_tf.ops import (  # noqa: E402
-    attn_softmax, bias_act_dropout, bias_dropout_residual, cross_entropy, dropout, embedding, layer_norm, merge_heads,
-    split_heads)
+    attn_softmax, bias_act_dropout, bias_dropout_residual, cross_entropy, dropout, embedding,
+    layer_norm, merge_heads, multi_tensor_adam, split_heads)
 
 __all__ = [
-    "attn_softmax", "bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout", "embedding", "layer_norm",
-    "merge_heads", "split_heads", "__version__"]
+    "attn_softmax", "bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout",
+    "embedding", "layer_norm", "merge_heads", "multi_tensor_adam", "split_heads", "__version__"]

@@ -223,4 +223,5 @@ PYBIND11_MODULE(lightseq_cuda, m) {
           "merge_heads");
   });
   bind_embedding(m);
+  bind_adam(m);
 }

@@ -1,4 +1,5 @@
 """Python wrappers for lightseq_tf's TensorFlow ops, each with its gradient."""
+from lightseq_tf.ops.adam import multi_tensor_adam
 from lightseq_tf.ops.bias_act_dropout import bias_act_dropout
 from lightseq_tf.ops.bias_dropout_residual import bias_dropout_residual
 from lightseq_tf.ops.cross_entropy import cross_entropy
@@ -8,5 +9,5 @@ from lightseq_tf.ops.heads import merge_heads, split_heads
 from lightseq_tf.ops.layer_norm import layer_norm
 from lightseq_tf.ops.softmax import attn_softmax
 
-__all__ = ["attn_softmax", "bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout", "embedding", "layer_norm",
-           "merge_heads", "split_heads"]
+__all__ = ["attn_softmax", "bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout",
+           "embedding", "layer_norm", "merge_heads", "multi_tensor_adam", "split_heads"]
