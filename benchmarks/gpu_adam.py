@@ -9,8 +9,6 @@ parameters in 185 tensors (DESIGN's anchor lists 193 tensors of the same
 
     python3 benchmarks/gpu_adam.py --out benchmarks/results
 """
-import argparse
-import os
 
 import torch
 
@@ -98,10 +96,7 @@ def run(bw, profile):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
-    ap.add_argument("--profile", action="store_true")
-    args = ap.parse_args()
+    args = gc.bench_args()
     bw = gc.copy_bandwidth()
     rows = run(bw, args.profile)
     print(f"# {gc.device_name()}; copy bandwidth {bw / 1e12:.2f} TB/s; torch_ms = "

@@ -15,6 +15,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "gpu")
 from report import chart, save, table  # noqa: E402,F401  (re-exported for the gpu_* scripts)
 
 
+def bench_args():
+    """The gpu_* scripts' command line: --out DIR (default $OUT), --profile."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
+    ap.add_argument("--profile", action="store_true", help="print per-kernel device times")
+    return ap.parse_args()
+
+
 def median_ms(fn, iters=30, warmup=5, inner=20):
     """Median over `iters` samples of the per-call time of `inner` back-to-back
     calls between two events: the queue stays full, so host-side dispatch

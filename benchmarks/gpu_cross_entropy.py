@@ -3,8 +3,6 @@ F.cross_entropy(label_smoothing=...) and its bytes floor.
 
     python3 benchmarks/gpu_cross_entropy.py --out benchmarks/results
 """
-import argparse
-import os
 
 import torch
 import torch.nn.functional as F
@@ -53,10 +51,7 @@ def run_case(n, v, dtype, bw, profile):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
-    ap.add_argument("--profile", action="store_true")
-    args = ap.parse_args()
+    args = gc.bench_args()
     bw = gc.copy_bandwidth()
     rows = [run_case(n, v, d, bw, args.profile) for n, v, d in CASES]
     print(f"# {gc.device_name()}; copy bandwidth {bw / 1e12:.2f} TB/s")

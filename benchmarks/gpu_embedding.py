@@ -6,9 +6,7 @@ run, summed by one thread block).
 
     python3 benchmarks/gpu_embedding.py --out benchmarks/results
 """
-import argparse
 import math
-import os
 
 import torch
 import torch.nn.functional as F
@@ -73,10 +71,7 @@ def run_case(b, l, h, dtype, dist, bw, profile):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
-    ap.add_argument("--profile", action="store_true")
-    args = ap.parse_args()
+    args = gc.bench_args()
     bw = gc.copy_bandwidth()
     rows = [run_case(*c, bw, args.profile) for c in CASES]
     print(f"# {gc.device_name()}; copy bandwidth {bw / 1e12:.2f} TB/s")

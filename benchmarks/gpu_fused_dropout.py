@@ -3,8 +3,6 @@ copy bandwidth (target >= 80%), and PyTorch eager doing the same math.
 
     python3 benchmarks/gpu_fused_dropout.py --out benchmarks/results
 """
-import argparse
-import os
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +15,7 @@ RATE, SEED = 0.1, 1234
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
-    ap.add_argument("--profile", action="store_true")
-    args = ap.parse_args()
+    args = gc.bench_args()
     bw = gc.copy_bandwidth()
     rows = []
     for dtype in (torch.float16, torch.bfloat16, torch.float32):
