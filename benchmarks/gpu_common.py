@@ -46,6 +46,37 @@ def median_ms(fn, iters=30, warmup=5, inner=20):
     return times[len(times) // 2]
 
 
+def graph_ms(fn, iters=20, inner=20):
+    """Device time per call: `inner` calls captured once in a CUDA graph and
+    replayed, so no host dispatch is timed. For cases small enough that
+    median_ms measures Python + pybind11 dispatch instead of the kernels
+    (the launchers run on torch's current stream, which is the capture
+    stream inside torch.cuda.graph)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(inner):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        s = torch.cuda.Event(enable_timing=True)
+        e = torch.cuda.Event(enable_timing=True)
+        s.record()
+        graph.replay()
+        e.record()
+        torch.cuda.synchronize()
+        times.append(s.elapsed_time(e) / inner)
+    times.sort()
+    return times[len(times) // 2]
+
+
 def rotating(make, nbytes_per_set):
     """Enough independent input sets that cycling through them defeats the L2."""
     l2 = torch.cuda.get_device_properties(0).L2_cache_size

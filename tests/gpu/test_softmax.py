@@ -36,8 +36,12 @@ def reference(scores, lengths, scale, causal, rate, seed, dy):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+# k_len % 8 == 0 up to 1024 takes the register-resident fast path (every
+# lanes-per-row / chunks geometry below); the others the generic path.
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (4, 2, 64, 64), (2, 2, 33, 257), (1, 1, 3, 1500),
-                                   (2, 1, 1, 40)], ids=str)
+                                   (2, 1, 1, 40), (3, 2, 5, 8), (2, 2, 7, 16), (2, 1, 9, 32),
+                                   (2, 2, 17, 128), (2, 1, 6, 256), (2, 1, 5, 512),
+                                   (2, 1, 3, 1024), (1, 1, 2, 1032)], ids=str)
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("rate", [0.0, 0.2])
 @pytest.mark.parametrize("with_lengths", [False, True])
@@ -60,11 +64,23 @@ def test_matches_torch(shape, dtype, causal, rate, with_lengths):
     assert rel(y, ry) < TOL[dtype] and rel(dz, rdz) < TOL[dtype]
 
 
-def test_dropout_mask_is_bitwise_the_reference():
-    scores = torch.randn(2, 2, 8, 100, device="cuda")
+@pytest.mark.parametrize("lk", [100, 64, 24])  # generic path; fast path (64: 8 lanes, 24: 4)
+def test_dropout_mask_is_bitwise_the_reference(lk):
+    scores = torch.randn(2, 2, 8, lk, device="cuda")
     y = ls_torch.attn_softmax(scores, None, 1.0, False, 0.3, 5)
     keep = philox_ref.keep_mask(5, scores.numel(), 0.3).reshape(scores.shape)
     assert np.array_equal((y != 0).cpu().numpy(), keep)
+
+
+def test_fast_and_generic_paths_agree():
+    """A misaligned view forces the generic path on the same numbers."""
+    buf = torch.randn(2 * 4 * 8 * 64 + 1, device="cuda", dtype=torch.float16)
+    aligned = buf[:-1].clone().view(2, 4, 8, 64)
+    shifted = buf[1:].view(2, 4, 8, 64)
+    shifted.copy_(aligned)
+    lengths = torch.tensor([64, 20], device="cuda", dtype=torch.int32)
+    out = [ls_torch.attn_softmax(z, lengths, 0.5, True, 0.1, 9) for z in (aligned, shifted)]
+    torch.testing.assert_close(out[0], out[1], rtol=2e-3, atol=1e-4)
 
 
 def test_lengths_beyond_k_len_are_clamped_not_read():
