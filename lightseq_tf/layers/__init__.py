@@ -1,0 +1,5 @@
+"""Keras layers over the fused ops (Keras 3 and tf_keras alike)."""
+from lightseq_tf.layers.cross_entropy import LSCrossEntropyLayer
+from lightseq_tf.layers.embedding import LSTransformerEmbeddingLayer
+
+__all__ = ["LSCrossEntropyLayer", "LSTransformerEmbeddingLayer"]

@@ -1,0 +1,64 @@
+"""What differs between Keras 3 (tf.keras on TF >= 2.16) and tf_keras
+(TF_USE_LEGACY_KERAS=1, NeurST's Keras 2), in one place."""
+import tensorflow as tf
+
+keras = tf.keras
+KERAS3 = hasattr(keras, "ops")  # tf_keras (Keras 2) has no keras.ops
+
+
+# Elementwise != usable on Keras 3's symbolic KerasTensors (compute_mask runs on them).
+not_equal = keras.ops.not_equal if KERAS3 else tf.not_equal
+
+
+def serializable(cls):
+    return keras.utils.register_keras_serializable(package="lightseq_tf")(cls)
+
+
+def add_float32_weight(layer, name, shape, initializer, trainable=True):
+    """A float32 variable that is not auto-cast to the compute dtype when read
+    in call(): our ops take float32 tables and weights as they are (no
+    full-size cast per step) and return float32 gradients for them."""
+    kwargs = dict(name=name, shape=shape, initializer=initializer, dtype="float32",
+                  trainable=trainable)
+    kwargs["autocast" if KERAS3 else "experimental_autocast"] = False
+    return layer.add_weight(**kwargs)
+
+
+def resolve_dtype(dtype, fp16):
+    """LightSeq's `fp16=True` means mixed_float16 unless a dtype/policy is given."""
+    return dtype if dtype is not None or not fp16 else "mixed_float16"
+
+
+def draw_seed():
+    """A fresh stateless-dropout seed per call (reproducible under tf.random.set_seed)."""
+    return tf.random.uniform([], 0, 2**62, dtype=tf.int64)
+
+
+def by_training(training, fn):
+    """fn(True) when training, fn(False) otherwise; `training` may be a Python
+    bool, None (inference) or a boolean tensor (tf_keras graph mode)."""
+    if training is None or isinstance(training, bool):
+        return fn(bool(training))
+    return tf.cond(tf.cast(training, tf.bool), lambda: fn(True), lambda: fn(False))
+
+
+def check_tokens(n, limit, what="tokens"):
+    """InvalidArgumentError when n > limit (the configured maximum)."""
+    return tf.debugging.assert_less_equal(
+        tf.cast(n, tf.int64), tf.constant(limit, tf.int64),
+        message="%s exceed max_batch_tokens = %d" % (what, limit))
+
+
+class ConfigMethod:
+    """`Layer.get_config` that is LightSeq's config factory on the class
+    (`LSTransformerEmbeddingLayer.get_config(vocab_size=..., ...)`) and Keras'
+    serialization method on an instance (`layer.get_config()` -> dict, what
+    saving and from_config use): both names are public API."""
+
+    def __init__(self, factory):
+        self.factory = factory
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            return self.factory
+        return lambda: cls.keras_config(obj)
