@@ -1,5 +1,7 @@
 """What differs between Keras 3 (tf.keras on TF >= 2.16) and tf_keras
 (TF_USE_LEGACY_KERAS=1, NeurST's Keras 2), in one place."""
+import contextlib
+
 import tensorflow as tf
 
 keras = tf.keras
@@ -8,6 +10,12 @@ KERAS3 = hasattr(keras, "ops")  # tf_keras (Keras 2) has no keras.ops
 
 # Elementwise != usable on Keras 3's symbolic KerasTensors (compute_mask runs on them).
 not_equal = keras.ops.not_equal if KERAS3 else tf.not_equal
+
+
+def variable_scope(name):
+    """The scope a nested variable owner builds in: tf.name_scope for tf_keras
+    (it names variables), nothing for Keras 3 (which paths them by nesting)."""
+    return contextlib.nullcontext() if KERAS3 else tf.name_scope(name)
 
 
 def serializable(cls):

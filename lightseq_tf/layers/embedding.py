@@ -32,7 +32,7 @@ class LSTransformerEmbeddingLayer(_keras.keras.layers.Layer):
 
     def build(self, input_shape=None):
         c = self.config
-        with tf.name_scope("emb"):
+        with _keras.variable_scope("emb"):
             self.embeddings = _keras.add_float32_weight(
                 self, "weights", [c.vocab_size, c.embedding_dim],
                 _keras.keras.initializers.RandomNormal(stddev=c.embedding_dim ** -0.5))

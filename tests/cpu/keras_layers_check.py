@@ -137,7 +137,28 @@ def check_cross_entropy_layer():
         raise AssertionError("no max_batch_tokens error")
 
 
-CHECKS = [check_embedding_values_and_gradient, check_training_flag_and_seeds,
+def check_encoder_layer():
+    import test_encoder_layer as enc
+    c = enc.config(True, "relu")
+    layer = lightseq_tf.LSTransformerEncoderLayer(c)
+    x = tf.random.stateless_normal([2, 5, 32], [1, 1])
+    lengths = tf.constant([5, 2])
+    layer(x, lengths=lengths)
+    enc.randomize(layer)
+    w = enc.weights(layer)
+    assert sorted(w) == sorted(enc.NEURST_NAMES), sorted(w)
+    y = layer(x, lengths=lengths)
+    ref = enc.neurst_reference(x, lengths, w, c, 1e-6)
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-4, atol=1e-5)
+    inp = keras.Input([None, 32])
+    model = keras.Model(inp, lightseq_tf.LSTransformerEncoderLayer(c)(inp))
+    with tempfile.TemporaryDirectory() as d:
+        model.save(os.path.join(d, "m.keras"))
+        again = keras.models.load_model(os.path.join(d, "m.keras"))
+        np.testing.assert_allclose(again(x).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+CHECKS = [check_encoder_layer, check_embedding_values_and_gradient, check_training_flag_and_seeds,
           check_mixed_precision, check_limits, check_model_save_and_reload,
           check_cross_entropy_layer]
 
