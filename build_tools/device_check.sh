@@ -34,8 +34,14 @@ if [ "$mode" != "--bench-only" ]; then
   # racecheck instruments our kernels only (names contain "lightseq"): PyTorch's
   # own float64 reduction kernel, used by the references, reports hazards
   # of its warp-synchronous shared-memory code that are not ours to fix.
+  # The whole-layer tests are left out of racecheck: racecheck stops with an
+  # "Internal Sanitizer Error ... hardware exception" inside cuBLAS's sm90
+  # half-precision GEMMs (fp32 layer tests pass it); every kernel of ours
+  # that the layers call is racechecked by its own tests, and memcheck runs
+  # the layer tests in full.
   step racecheck compute-sanitizer --tool racecheck --kernel-name kns=lightseq \
-    --error-exitcode 3 --print-limit 20 python3 -m pytest tests/gpu -q -p no:cacheprovider -x
+    --error-exitcode 3 --print-limit 20 python3 -m pytest tests/gpu -q -p no:cacheprovider -x \
+    --ignore=tests/gpu/test_encoder_layer.py
 fi
 if [ "$mode" != "--no-bench" ]; then
   mkdir -p "$OUT/bench"

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <stdexcept>
@@ -42,5 +43,6 @@ inline DType to_dtype(int d) {
 // One per binding file (cuda/harness/<family>_bindings.cc), called by module.cc.
 void bind_embedding(py::module_& m);
 void bind_adam(py::module_& m);
+void bind_encoder_layer(py::module_& m);
 
 }  // namespace harness

@@ -224,4 +224,7 @@ PYBIND11_MODULE(lightseq_cuda, m) {
   });
   bind_embedding(m);
   bind_adam(m);
+#ifndef LIGHTSEQ_NO_CUBLAS
+  bind_encoder_layer(m);
+#endif
 }

@@ -1,0 +1,331 @@
+// Encoder layer orchestration: cuBLAS GEMMs (float32 accumulation) between
+// the fused kernels; every buffer comes from the caller's `saved` and
+// `workspace` (see encoder_layer.h for the math and the dropout streams).
+#include "lightseq/encoder_layer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "lightseq/bias_act_dropout.h"
+#include "lightseq/bias_dropout_residual.h"
+#include "lightseq/heads.h"
+#include "lightseq/layer_norm.h"
+#include "lightseq/softmax.h"
+
+namespace lightseq {
+namespace {
+
+// Hands out 256-byte aligned pieces of one buffer; with a null base it only
+// counts, which is how the *_bytes functions size the buffers.
+class Arena {
+ public:
+  explicit Arena(void* base) : base_(static_cast<char*>(base)) {}
+  void* take(size_t bytes) {
+    char* p = base_ ? base_ + used_ : nullptr;
+    used_ += (bytes + 255) & ~size_t{255};
+    return p;
+  }
+  size_t used() const { return used_; }
+
+ private:
+  char* base_;
+  size_t used_ = 0;
+};
+
+struct Dims {
+  int64_t T, H, F, A;  // tokens, hidden, ffn, attention scores (B * heads * L * L)
+  size_t es;           // element size
+};
+
+Dims dims(DType dtype, const EncoderLayerConfig& c) {
+  const int64_t T = c.batch * c.seq_len;
+  return {T, c.hidden, c.ffn, c.batch * c.heads * c.seq_len * c.seq_len,
+          static_cast<size_t>(dtype_size(dtype))};
+}
+
+// What the forward keeps (pointers into `saved`).
+struct Saved {
+  void *a_in, *qkv, *scores, *probs, *ctx_m, *x1, *pre1, *ffn_in, *ffn_pre, *ffn_act, *pre2;
+  float *m1, *r1, *m2, *r2;
+};
+
+Saved carve_saved(Arena& a, const Dims& d, bool pre_ln) {
+  Saved s{};
+  const size_t th = d.T * d.H * d.es;
+  s.a_in = pre_ln ? a.take(th) : nullptr;
+  s.qkv = a.take(3 * th);
+  s.scores = a.take(d.A * d.es);
+  s.probs = a.take(d.A * d.es);
+  s.ctx_m = a.take(th);
+  s.x1 = a.take(th);
+  s.pre1 = pre_ln ? nullptr : a.take(th);
+  s.ffn_in = pre_ln ? a.take(th) : nullptr;
+  s.ffn_pre = a.take(d.T * d.F * d.es);
+  s.ffn_act = a.take(d.T * d.F * d.es);
+  s.pre2 = pre_ln ? nullptr : a.take(th);
+  for (float** p : {&s.m1, &s.r1, &s.m2, &s.r2}) *p = static_cast<float*>(a.take(4 * d.T));
+  return s;
+}
+
+// Scratch of both directions (the backward's superset).
+struct Scratch {
+  void *qkv_raw, *ctx, *att_out, *f_out;                  // forward
+  void *d_fout, *d_act, *d_ffpre, *d_ffin, *dx1, *tmp;   // backward
+  void *d_att, *d_ctxm, *d_ctx, *d_probs, *d_scores, *dqkv, *dqkv_raw, *d_ain, *zeros;
+  void* kernel_ws;  // LayerNorm / dropout-family backward workspaces (one at a time)
+  size_t kernel_ws_bytes;
+};
+
+Scratch carve_scratch(Arena& a, DType dtype, const Dims& d) {
+  Scratch s{};
+  const size_t th = d.T * d.H * d.es, tf = d.T * d.F * d.es;
+  s.qkv_raw = a.take(3 * th);
+  s.ctx = a.take(th);
+  s.att_out = a.take(th);
+  s.f_out = a.take(th);
+  s.d_fout = a.take(th);
+  s.d_act = a.take(tf);
+  s.d_ffpre = a.take(tf);
+  s.d_ffin = a.take(th);
+  s.dx1 = a.take(th);
+  s.tmp = a.take(3 * th);
+  s.d_att = a.take(th);
+  s.d_ctxm = a.take(th);
+  s.d_ctx = a.take(th);
+  s.d_probs = a.take(d.A * d.es);
+  s.d_scores = a.take(d.A * d.es);
+  s.dqkv = a.take(3 * th);
+  s.dqkv_raw = a.take(3 * th);
+  s.d_ain = a.take(th);
+  s.zeros = a.take(std::max({3 * d.H, d.F}) * d.es);
+  s.kernel_ws_bytes = std::max(
+      {layer_norm_bwd_workspace_bytes(dtype, d.T, static_cast<int>(d.H)),
+       bias_dropout_residual_bwd_workspace_bytes(dtype, d.T, 3 * d.H),
+       bias_act_dropout_bwd_workspace_bytes(dtype, d.T, d.F), size_t{16}});
+  s.kernel_ws = a.take(s.kernel_ws_bytes);
+  return s;
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::kFloat16: return CUDA_R_16F;
+    case DType::kBFloat16: return CUDA_R_16BF;
+    default: return CUDA_R_32F;
+  }
+}
+
+cudaError_t from_cublas(cublasStatus_t s) {
+  return s == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorUnknown;
+}
+
+// Row-major C[M, N] = op(A)[M, K] op(B)[K, N] (+ beta C), `batch` times with
+// strides; lda / ldb are the stored row lengths. cuBLAS is column-major, so
+// this computes C^T = op(B)^T op(A)^T.
+struct Gemm {
+  cublasHandle_t h;
+  DType dtype;
+  cudaError_t operator()(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A,
+                         int64_t lda, int64_t sa, const void* B, int64_t ldb, int64_t sb,
+                         void* C, int64_t sc, int64_t batch = 1, float beta = 0.f) const {
+    const float alpha = 1.f;
+    const cudaDataType_t t = cuda_type(dtype);
+    return from_cublas(cublasGemmStridedBatchedEx(
+        h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(N),
+        static_cast<int>(M), static_cast<int>(K), &alpha, B, t, static_cast<int>(ldb), sb, A, t,
+        static_cast<int>(lda), sa, &beta, C, t, static_cast<int>(N), sc,
+        static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+};
+
+#define LS_TRY(expr)                          \
+  do {                                        \
+    const cudaError_t e_ = (expr);            \
+    if (e_ != cudaSuccess) return e_;         \
+  } while (0)
+
+bool valid(const EncoderLayerConfig& c) {
+  return c.batch >= 1 && c.seq_len >= 1 && c.hidden >= 1 && c.heads >= 1 &&
+         c.hidden % c.heads == 0 && c.ffn >= 1 && c.epsilon > 0.f && c.attn_dropout >= 0.f &&
+         c.attn_dropout < 1.f && c.act_dropout >= 0.f && c.act_dropout < 1.f &&
+         c.hidden_dropout >= 0.f && c.hidden_dropout < 1.f;
+}
+
+}  // namespace
+
+size_t encoder_layer_saved_bytes(DType dtype, const EncoderLayerConfig& c) {
+  Arena a(nullptr);
+  carve_saved(a, dims(dtype, c), c.pre_ln);
+  return a.used();
+}
+
+size_t encoder_layer_workspace_bytes(DType dtype, const EncoderLayerConfig& c) {
+  Arena a(nullptr);
+  carve_scratch(a, dtype, dims(dtype, c));
+  return a.used();
+}
+
+cudaError_t encoder_layer_fwd(DType dtype, const EncoderLayerConfig& c,
+                              const EncoderLayerParams& w, const void* x,
+                              const int32_t* lengths, void* y, uint64_t seed, void* saved,
+                              void* workspace, cublasHandle_t cublas, cudaStream_t stream) {
+  if (!valid(c)) return cudaErrorInvalidValue;
+  const Dims d = dims(dtype, c);
+  Arena sa(saved), wa(workspace);
+  const Saved s = carve_saved(sa, d, c.pre_ln);
+  const Scratch k = carve_scratch(wa, dtype, d);
+  if (cublasSetStream(cublas, stream) != CUBLAS_STATUS_SUCCESS) return cudaErrorUnknown;
+  const Gemm gemm{cublas, dtype};
+  const int H = static_cast<int>(d.H);
+  const int64_t T = d.T, L = c.seq_len, dh = c.hidden / c.heads, BH = c.batch * c.heads;
+  const HeadsShape qkv_shape{3, c.batch, c.seq_len, c.heads, dh};
+  const SoftmaxShape sm{c.batch, c.heads, c.seq_len, c.seq_len};
+  const float scale = 1.f / sqrtf(static_cast<float>(dh));
+
+  // Self-attention block.
+  const void* a_in = x;
+  if (c.pre_ln) {
+    LS_TRY(layer_norm_fwd(dtype, x, w.ln1_gamma, w.ln1_beta, s.a_in, s.m1, s.r1, T, H,
+                          c.epsilon, stream));
+    a_in = s.a_in;
+  }
+  LS_TRY(gemm(false, false, T, 3 * d.H, d.H, a_in, d.H, 0, w.qkv_kernel, 3 * d.H, 0, k.qkv_raw,
+              0));
+  LS_TRY(split_heads(dtype, k.qkv_raw, w.qkv_bias, s.qkv, qkv_shape, stream));
+  const char* qkv = static_cast<const char*>(s.qkv);
+  const void* q = qkv;
+  const void* kk = qkv + T * d.H * d.es;
+  const void* v = qkv + 2 * T * d.H * d.es;
+  // scores[bh] = Q[bh] K[bh]^T: [L, dh] x [dh, L].
+  LS_TRY(gemm(false, true, L, L, dh, q, dh, L * dh, kk, dh, L * dh, s.scores, L * L, BH));
+  LS_TRY(attn_softmax_fwd(dtype, s.scores, lengths, s.probs, sm, scale, false, seed + 0,
+                          c.attn_dropout, stream));
+  LS_TRY(gemm(false, false, L, dh, L, s.probs, L, L * L, v, dh, L * dh, k.ctx, L * dh, BH));
+  LS_TRY(merge_heads(dtype, k.ctx, s.ctx_m, HeadsShape{1, c.batch, c.seq_len, c.heads, dh},
+                     stream));
+  LS_TRY(gemm(false, false, T, d.H, d.H, s.ctx_m, d.H, 0, w.out_kernel, d.H, 0, k.att_out, 0));
+  if (c.pre_ln) {
+    LS_TRY(bias_dropout_residual_fwd(dtype, k.att_out, w.out_bias, x, s.x1, T, d.H, seed + 1,
+                                     c.hidden_dropout, stream));
+  } else {
+    LS_TRY(bias_dropout_residual_fwd(dtype, k.att_out, w.out_bias, x, s.pre1, T, d.H, seed + 1,
+                                     c.hidden_dropout, stream));
+    LS_TRY(layer_norm_fwd(dtype, s.pre1, w.ln1_gamma, w.ln1_beta, s.x1, s.m1, s.r1, T, H,
+                          c.epsilon, stream));
+  }
+
+  // FFN block.
+  const void* f_in = s.x1;
+  if (c.pre_ln) {
+    LS_TRY(layer_norm_fwd(dtype, s.x1, w.ln2_gamma, w.ln2_beta, s.ffn_in, s.m2, s.r2, T, H,
+                          c.epsilon, stream));
+    f_in = s.ffn_in;
+  }
+  LS_TRY(gemm(false, false, T, d.F, d.H, f_in, d.H, 0, w.ffn1_kernel, d.F, 0, s.ffn_pre, 0));
+  LS_TRY(bias_act_dropout_fwd(dtype, c.act, s.ffn_pre, w.ffn1_bias, s.ffn_act, T, d.F, seed + 2,
+                              c.act_dropout, stream));
+  LS_TRY(gemm(false, false, T, d.H, d.F, s.ffn_act, d.F, 0, w.ffn2_kernel, d.H, 0, k.f_out, 0));
+  if (c.pre_ln)
+    return bias_dropout_residual_fwd(dtype, k.f_out, w.ffn2_bias, s.x1, y, T, d.H, seed + 3,
+                                     c.hidden_dropout, stream);
+  LS_TRY(bias_dropout_residual_fwd(dtype, k.f_out, w.ffn2_bias, s.x1, s.pre2, T, d.H, seed + 3,
+                                   c.hidden_dropout, stream));
+  return layer_norm_fwd(dtype, s.pre2, w.ln2_gamma, w.ln2_beta, y, s.m2, s.r2, T, H, c.epsilon,
+                        stream);
+}
+
+cudaError_t encoder_layer_bwd(DType dtype, const EncoderLayerConfig& c,
+                              const EncoderLayerParams& w, const void* x,
+                              const int32_t* lengths, const void* dy, void* dx,
+                              const EncoderLayerParams& g, uint64_t seed, const void* saved,
+                              void* workspace, cublasHandle_t cublas, cudaStream_t stream) {
+  if (!valid(c)) return cudaErrorInvalidValue;
+  const Dims d = dims(dtype, c);
+  Arena sa(const_cast<void*>(saved)), wa(workspace);
+  const Saved s = carve_saved(sa, d, c.pre_ln);
+  const Scratch k = carve_scratch(wa, dtype, d);
+  if (cublasSetStream(cublas, stream) != CUBLAS_STATUS_SUCCESS) return cudaErrorUnknown;
+  const Gemm gemm{cublas, dtype};
+  const int H = static_cast<int>(d.H);
+  const int64_t T = d.T, L = c.seq_len, dh = c.hidden / c.heads, BH = c.batch * c.heads;
+  const SoftmaxShape sm{c.batch, c.heads, c.seq_len, c.seq_len};
+  const float scale = 1.f / sqrtf(static_cast<float>(dh));
+  void* ws = k.kernel_ws;
+  LS_TRY(cudaMemsetAsync(k.zeros, 0, std::max(3 * d.H, d.F) * d.es, stream));
+  // a + b through the residual kernel (zero bias, no dropout).
+  auto add = [&](const void* a, const void* b, void* out, int64_t cols) {
+    return bias_dropout_residual_fwd(dtype, a, k.zeros, b, out, T, cols, 0, 0.f, stream);
+  };
+
+  // FFN block: d(pre2) -> d_fout, dx1.
+  const void* d_pre2 = dy;
+  if (!c.pre_ln) {
+    LS_TRY(layer_norm_bwd(dtype, dy, s.pre2, s.m2, s.r2, w.ln2_gamma, k.tmp, g.ln2_gamma,
+                          g.ln2_beta, ws, T, H, stream));
+    d_pre2 = k.tmp;
+  }
+  LS_TRY(bias_dropout_residual_bwd(dtype, d_pre2, k.d_fout, g.ffn2_bias, ws, T, d.H, seed + 3,
+                                   c.hidden_dropout, stream));
+  LS_TRY(gemm(true, false, d.F, d.H, T, s.ffn_act, d.F, 0, k.d_fout, d.H, 0, g.ffn2_kernel, 0));
+  LS_TRY(gemm(false, true, T, d.F, d.H, k.d_fout, d.H, 0, w.ffn2_kernel, d.H, 0, k.d_act, 0));
+  LS_TRY(bias_act_dropout_bwd(dtype, c.act, k.d_act, s.ffn_pre, w.ffn1_bias, k.d_ffpre,
+                              g.ffn1_bias, ws, T, d.F, seed + 2, c.act_dropout, stream));
+  const void* f_in = c.pre_ln ? s.ffn_in : s.x1;
+  LS_TRY(gemm(true, false, d.H, d.F, T, f_in, d.H, 0, k.d_ffpre, d.F, 0, g.ffn1_kernel, 0));
+  LS_TRY(gemm(false, true, T, d.H, d.F, k.d_ffpre, d.F, 0, w.ffn1_kernel, d.F, 0, k.d_ffin, 0));
+  if (c.pre_ln) {  // y = x1 + ffn(LN2(x1)): dx1 = dy + LN2'(d_ffin)
+    LS_TRY(layer_norm_bwd(dtype, k.d_ffin, s.x1, s.m2, s.r2, w.ln2_gamma, k.tmp, g.ln2_gamma,
+                          g.ln2_beta, ws, T, H, stream));
+    LS_TRY(add(k.tmp, dy, k.dx1, d.H));
+  } else {  // pre2 = x1 + ffn(x1): dx1 = d_pre2 + d_ffin
+    LS_TRY(add(k.d_ffin, d_pre2, k.dx1, d.H));
+  }
+
+  // Attention block: dx1 -> d(pre1) -> d_att, dx.
+  const void* d_pre1 = k.dx1;
+  if (!c.pre_ln) {
+    LS_TRY(layer_norm_bwd(dtype, k.dx1, s.pre1, s.m1, s.r1, w.ln1_gamma, k.tmp, g.ln1_gamma,
+                          g.ln1_beta, ws, T, H, stream));
+    d_pre1 = k.tmp;
+  }
+  LS_TRY(bias_dropout_residual_bwd(dtype, d_pre1, k.d_att, g.out_bias, ws, T, d.H, seed + 1,
+                                   c.hidden_dropout, stream));
+  LS_TRY(gemm(true, false, d.H, d.H, T, s.ctx_m, d.H, 0, k.d_att, d.H, 0, g.out_kernel, 0));
+  LS_TRY(gemm(false, true, T, d.H, d.H, k.d_att, d.H, 0, w.out_kernel, d.H, 0, k.d_ctxm, 0));
+  LS_TRY(split_heads(dtype, k.d_ctxm, k.zeros, k.d_ctx,
+                     HeadsShape{1, c.batch, c.seq_len, c.heads, dh}, stream));
+  const char* qkv = static_cast<const char*>(s.qkv);
+  const void* q = qkv;
+  const void* kk = qkv + T * d.H * d.es;
+  const void* v = qkv + 2 * T * d.H * d.es;
+  char* dqkv = static_cast<char*>(k.dqkv);
+  void* dq = dqkv;
+  void* dk = dqkv + T * d.H * d.es;
+  void* dv = dqkv + 2 * T * d.H * d.es;
+  // ctx = P V: dP = dctx V^T, dV = P^T dctx.
+  LS_TRY(gemm(false, true, L, L, dh, k.d_ctx, dh, L * dh, v, dh, L * dh, k.d_probs, L * L, BH));
+  LS_TRY(gemm(true, false, L, dh, L, s.probs, L, L * L, k.d_ctx, dh, L * dh, dv, L * dh, BH));
+  LS_TRY(attn_softmax_bwd(dtype, k.d_probs, s.scores, lengths, k.d_scores, sm, scale, false,
+                          seed + 0, c.attn_dropout, stream));
+  // scores = Q K^T: dQ = dS K, dK = dS^T Q.
+  LS_TRY(gemm(false, false, L, dh, L, k.d_scores, L, L * L, kk, dh, L * dh, dq, L * dh, BH));
+  LS_TRY(gemm(true, false, L, dh, L, k.d_scores, L, L * L, q, dh, L * dh, dk, L * dh, BH));
+  LS_TRY(merge_heads(dtype, k.dqkv, k.dqkv_raw, HeadsShape{3, c.batch, c.seq_len, c.heads, dh},
+                     stream));
+  // dbias of the QKV projection: column sums (the residual kernel's backward
+  // at rate 0; its copy of the input lands in dqkv, which is consumed).
+  LS_TRY(bias_dropout_residual_bwd(dtype, k.dqkv_raw, k.dqkv, g.qkv_bias, ws, T, 3 * d.H, 0, 0.f,
+                                   stream));
+  const void* a_in = c.pre_ln ? s.a_in : x;
+  LS_TRY(gemm(true, false, d.H, 3 * d.H, T, a_in, d.H, 0, k.dqkv_raw, 3 * d.H, 0, g.qkv_kernel,
+              0));
+  LS_TRY(gemm(false, true, T, d.H, 3 * d.H, k.dqkv_raw, 3 * d.H, 0, w.qkv_kernel, 3 * d.H, 0,
+              k.d_ain, 0));
+  if (c.pre_ln) {  // x1 = x + att(LN1(x)): dx = dx1 + LN1'(d_ain)
+    LS_TRY(layer_norm_bwd(dtype, k.d_ain, x, s.m1, s.r1, w.ln1_gamma, k.tmp, g.ln1_gamma,
+                          g.ln1_beta, ws, T, H, stream));
+    return add(k.tmp, k.dx1, dx, d.H);
+  }
+  return add(k.d_ain, d_pre1, dx, d.H);  // pre1 = x + att(x)
+}
+
+}  // namespace lightseq
