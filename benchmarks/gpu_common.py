@@ -32,16 +32,24 @@ def median_ms(fn, iters=30, warmup=5, inner=20):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
+
+    def run():
+        for _ in range(inner):
+            fn()
+    return _event_median_ms(run, iters, inner)
+
+
+def _event_median_ms(run, iters, calls):
+    """Median over `iters` samples of run()'s device time between two events, per call."""
     times = []
     for _ in range(iters):
         s = torch.cuda.Event(enable_timing=True)
         e = torch.cuda.Event(enable_timing=True)
         s.record()
-        for _ in range(inner):
-            fn()
+        run()
         e.record()
         torch.cuda.synchronize()
-        times.append(s.elapsed_time(e) / inner)
+        times.append(s.elapsed_time(e) / calls)
     times.sort()
     return times[len(times) // 2]
 
@@ -64,17 +72,7 @@ def graph_ms(fn, iters=20, inner=20):
             fn()
     graph.replay()
     torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        s = torch.cuda.Event(enable_timing=True)
-        e = torch.cuda.Event(enable_timing=True)
-        s.record()
-        graph.replay()
-        e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e) / inner)
-    times.sort()
-    return times[len(times) // 2]
+    return _event_median_ms(graph.replay, iters, inner)
 
 
 def rotating(make, nbytes_per_set):

@@ -256,13 +256,20 @@ cudaError_t encoder_layer_bwd(DType dtype, const EncoderLayerConfig& c,
     return bias_dropout_residual_fwd(dtype, a, k.zeros, b, out, T, cols, 0, 0.f, stream);
   };
 
+  // Post-LN: the gradient through the block's closing LayerNorm (into tmp).
+  auto through_post_ln = [&](const void* d_out, const void* pre, const float* mean,
+                             const float* rstd, const void* gamma, void* dgamma, void* dbeta,
+                             const void** d_pre) {
+    *d_pre = d_out;
+    if (c.pre_ln) return cudaSuccess;
+    *d_pre = k.tmp;
+    return layer_norm_bwd(dtype, d_out, pre, mean, rstd, gamma, k.tmp, dgamma, dbeta, ws, T, H,
+                          stream);
+  };
+
   // FFN block: d(pre2) -> d_fout, dx1.
-  const void* d_pre2 = dy;
-  if (!c.pre_ln) {
-    LS_TRY(layer_norm_bwd(dtype, dy, s.pre2, s.m2, s.r2, w.ln2_gamma, k.tmp, g.ln2_gamma,
-                          g.ln2_beta, ws, T, H, stream));
-    d_pre2 = k.tmp;
-  }
+  const void* d_pre2;
+  LS_TRY(through_post_ln(dy, s.pre2, s.m2, s.r2, w.ln2_gamma, g.ln2_gamma, g.ln2_beta, &d_pre2));
   LS_TRY(bias_dropout_residual_bwd(dtype, d_pre2, k.d_fout, g.ffn2_bias, ws, T, d.H, seed + 3,
                                    c.hidden_dropout, stream));
   LS_TRY(gemm(true, false, d.F, d.H, T, s.ffn_act, d.F, 0, k.d_fout, d.H, 0, g.ffn2_kernel, 0));
@@ -281,12 +288,9 @@ cudaError_t encoder_layer_bwd(DType dtype, const EncoderLayerConfig& c,
   }
 
   // Attention block: dx1 -> d(pre1) -> d_att, dx.
-  const void* d_pre1 = k.dx1;
-  if (!c.pre_ln) {
-    LS_TRY(layer_norm_bwd(dtype, k.dx1, s.pre1, s.m1, s.r1, w.ln1_gamma, k.tmp, g.ln1_gamma,
-                          g.ln1_beta, ws, T, H, stream));
-    d_pre1 = k.tmp;
-  }
+  const void* d_pre1;
+  LS_TRY(through_post_ln(k.dx1, s.pre1, s.m1, s.r1, w.ln1_gamma, g.ln1_gamma, g.ln1_beta,
+                         &d_pre1));
   LS_TRY(bias_dropout_residual_bwd(dtype, d_pre1, k.d_att, g.out_bias, ws, T, d.H, seed + 1,
                                    c.hidden_dropout, stream));
   LS_TRY(gemm(true, false, d.H, d.H, T, s.ctx_m, d.H, 0, k.d_att, d.H, 0, g.out_kernel, 0));
