@@ -6,9 +6,11 @@ from lightseq_tf.ops import (  # noqa: E402
     layer_norm, merge_heads, multi_tensor_adam, split_heads)
 from lightseq_tf import config  # noqa: E402
 from lightseq_tf.layers import (  # noqa: E402
-    LSCrossEntropyLayer, LSTransformerEmbeddingLayer, LSTransformerEncoderLayer)
+    LSCrossEntropyLayer, LSTransformerDecoderLayer, LSTransformerEmbeddingLayer,
+    LSTransformerEncoderLayer)
 
 __all__ = [
     "attn_softmax", "bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout",
     "embedding", "layer_norm", "merge_heads", "multi_tensor_adam", "split_heads", "config",
-    "LSCrossEntropyLayer", "LSTransformerEmbeddingLayer", "LSTransformerEncoderLayer", "__version__"]
+    "LSCrossEntropyLayer", "LSTransformerDecoderLayer", "LSTransformerEmbeddingLayer",
+    "LSTransformerEncoderLayer", "__version__"]

@@ -1,6 +1,8 @@
 """Keras layers over the fused ops (Keras 3 and tf_keras alike)."""
 from lightseq_tf.layers.cross_entropy import LSCrossEntropyLayer
+from lightseq_tf.layers.decoder import LSTransformerDecoderLayer
 from lightseq_tf.layers.embedding import LSTransformerEmbeddingLayer
 from lightseq_tf.layers.encoder import LSTransformerEncoderLayer
 
-__all__ = ["LSCrossEntropyLayer", "LSTransformerEmbeddingLayer", "LSTransformerEncoderLayer"]
+__all__ = ["LSCrossEntropyLayer", "LSTransformerDecoderLayer", "LSTransformerEmbeddingLayer",
+           "LSTransformerEncoderLayer"]

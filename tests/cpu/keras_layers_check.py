@@ -158,7 +158,24 @@ def check_encoder_layer():
         np.testing.assert_allclose(again(x).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6)
 
 
-CHECKS = [check_encoder_layer, check_embedding_values_and_gradient, check_training_flag_and_seeds,
+def check_decoder_layer():
+    import test_decoder_layer as dec
+    import test_encoder_layer as enc
+    c, layer, x, memory, mem_lengths = dec.make()
+    w = enc.weights(layer)
+    assert sorted(w) == sorted(dec.NAMES), sorted(w)
+    full = layer(x, memory, memory_lengths=mem_lengths)
+    ref = dec.neurst_reference(x, memory, mem_lengths, w, c)
+    np.testing.assert_allclose(full.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
+    cache = layer.memorize_memory(memory)
+    cache.update(tf.nest.map_structure(lambda t: tf.tile(t[None], [3, 1, 1, 1]),
+                                       layer.create_decoding_internal_cache()))
+    steps = [layer(x[:, i:i + 1], memory_lengths=mem_lengths, cache=cache)
+             for i in range(x.shape[1])]
+    np.testing.assert_allclose(tf.concat(steps, 1).numpy(), full.numpy(), rtol=2e-5, atol=2e-5)
+
+
+CHECKS = [check_encoder_layer, check_decoder_layer, check_embedding_values_and_gradient, check_training_flag_and_seeds,
           check_mixed_precision, check_limits, check_model_save_and_reload,
           check_cross_entropy_layer]
 

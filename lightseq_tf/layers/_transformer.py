@@ -1,0 +1,150 @@
+"""What the encoder and decoder layers share: NeurST-named variable scopes,
+input checks, and the attention / FFN blocks over the fused ops."""
+import dataclasses
+import math
+
+import tensorflow as tf
+
+from lightseq_tf import config as cfg
+from lightseq_tf.layers import _keras
+from lightseq_tf.ops.bias_act_dropout import bias_act_dropout
+from lightseq_tf.ops.bias_dropout_residual import bias_dropout_residual
+from lightseq_tf.ops.heads import merge_heads, split_heads
+from lightseq_tf.ops.layer_norm import layer_norm
+from lightseq_tf.ops.softmax import attn_softmax
+
+keras = _keras.keras
+
+
+class Weights(keras.layers.Layer):
+    """A named scope that owns float32 variables (the path NeurST's nested
+    layers give them); `parts` are further Weights."""
+
+    def __init__(self, name, specs=(), parts=(), **kwargs):
+        super().__init__(name=name, **kwargs)
+        self._specs = list(specs)
+        self.parts = {c.name: c for c in parts}
+        for c in parts:  # tracked attributes: nested variable paths
+            setattr(self, c.name, c)
+
+    def build(self, input_shape=None):
+        # Keras 3 scopes variable paths by the layer nesting itself; tf_keras
+        # names variables by tf.name_scope, which only __call__ would enter.
+        with _keras.variable_scope(self.name):
+            for name, shape, init in self._specs:
+                setattr(self, name, _keras.add_float32_weight(self, name, shape, init))
+            for c in self.parts.values():
+                c.build(input_shape)
+        self.built = True
+
+
+def ln_weights(name, h):
+    return Weights(name, [("gamma", [h], "ones"), ("beta", [h], "zeros")])
+
+
+def dense_weights(name, n_in, n_out):
+    # NeurST's defaults: glorot_uniform kernels, zero biases.
+    return Weights(name, [("kernel", [n_in, n_out], "glorot_uniform"),
+                          ("bias", [n_out], "zeros")])
+
+
+def ffn_block(h, f):
+    return Weights("ffn_prepost_wrapper", parts=[
+        ln_weights("ln", h), Weights("ffn", parts=[dense_weights("dense1", h, f),
+                                                   dense_weights("dense2", f, h)])])
+
+
+def lengths_of(x, lengths, mask):
+    """Key lengths [batch] from explicit lengths, a Keras mask (right padding) or none."""
+    if lengths is not None:
+        return tf.cast(lengths, tf.int32)
+    if mask is not None:
+        return tf.reduce_sum(tf.cast(mask, tf.int32), axis=-1)
+    return tf.fill(tf.shape(x)[:1], tf.shape(x)[1])
+
+
+class TransformerLayerBase(keras.layers.Layer):
+    """Config handling, checks and the shared blocks of both layers."""
+
+    get_config = _keras.ConfigMethod(cfg.transformer_config)
+
+    def __init__(self, config, epsilon=1e-6, dtype=None, **kwargs):
+        self.config = config if isinstance(config, cfg.TransformerConfig) \
+            else cfg.transformer_config(**config)
+        self.epsilon = float(epsilon)
+        super().__init__(dtype=_keras.resolve_dtype(dtype, self.config.fp16), **kwargs)
+        self.supports_masking = True
+
+    def _checked_input(self, inputs, length_limit_of=None):
+        """inputs cast to the compute dtype, plus the ops that check the
+        configured limits (run before the layer's first op)."""
+        c = self.config
+        x = tf.cast(inputs, self.compute_dtype)
+        if x.shape.rank != 3:
+            raise ValueError("inputs must be [batch, length, hidden], got shape %s" % x.shape)
+        if x.shape[-1] is not None and x.shape[-1] != c.hidden_size:
+            raise ValueError("inputs' last dimension must be hidden_size = %d, got %d"
+                             % (c.hidden_size, x.shape[-1]))
+        shape = tf.shape(x)
+        length = shape[1] if length_limit_of is None else length_limit_of
+        checks = [_keras.check_tokens(shape[0] * shape[1], c.max_batch_tokens),
+                  tf.debugging.assert_less_equal(
+                      length, c.max_seq_len, message="length exceeds max_seq_len = %d"
+                      % c.max_seq_len)]
+        return x, checks
+
+    def _w(self, v):
+        return tf.cast(v, self.compute_dtype)
+
+    def _norm(self, t, ln):
+        return layer_norm(t, self._w(ln.gamma), self._w(ln.beta), self.epsilon)
+
+    def _project(self, t, dense, splits):
+        """t [B, L, H] @ kernel + bias, split into heads: [splits, B, heads, L, d]."""
+        b, length = tf.shape(t)[0], tf.shape(t)[1]
+        out = tf.matmul(tf.reshape(t, [-1, self.config.hidden_size]), self._w(dense.kernel))
+        out = tf.reshape(out, [b, length, splits * self.config.hidden_size])
+        return split_heads(out, self._w(dense.bias), self.config.nhead, splits)
+
+    def _attend(self, q, k, v, key_lengths, causal, out_dense, residual, seed, train):
+        """residual + dropout(merge(softmax(q k^T) v) Wo + bo); q/k/v [B, heads, L, d]."""
+        c = self.config
+        b, length = tf.shape(residual)[0], tf.shape(residual)[1]
+        probs = attn_softmax(tf.matmul(q, k, transpose_b=True), key_lengths,
+                             scale=1.0 / math.sqrt(c.hidden_size // c.nhead), causal=causal,
+                             rate=c.attn_prob_dropout_ratio if train else 0.0, seed=seed)
+        context = tf.reshape(merge_heads(tf.matmul(probs, v)), [-1, c.hidden_size])
+        out = tf.reshape(tf.matmul(context, self._w(out_dense.kernel)), [b, length, c.hidden_size])
+        return bias_dropout_residual(out, self._w(out_dense.bias), residual,
+                                     c.hidden_dropout_ratio if train else 0.0, seed + 1)
+
+    def _block(self, x, ln, body):
+        """NeurST's PrePostProcessingWrapper: pre-LN x + body(LN(x)), post-LN LN(x + body(x))
+        (body adds the residual itself, fused with its bias and dropout)."""
+        if self.config.pre_layer_norm:
+            return body(self._norm(x, ln), x)
+        return self._norm(body(x, x), ln)
+
+    def _ffn(self, x, block, seed, train):
+        c = self.config
+        d1, d2 = block.parts["ffn"].parts["dense1"], block.parts["ffn"].parts["dense2"]
+
+        def body(t, residual):
+            b, length = tf.shape(t)[0], tf.shape(t)[1]
+            inner = tf.matmul(tf.reshape(t, [-1, c.hidden_size]), self._w(d1.kernel))
+            inner = bias_act_dropout(inner, self._w(d1.bias),
+                                     c.activation_dropout_ratio if train else 0.0, seed,
+                                     c.activation_fn)
+            out = tf.reshape(tf.matmul(inner, self._w(d2.kernel)), [b, length, c.hidden_size])
+            return bias_dropout_residual(out, self._w(d2.bias), residual,
+                                         c.hidden_dropout_ratio if train else 0.0, seed + 1)
+
+        return self._block(x, block.parts["ln"], body)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def keras_config(self):
+        base = keras.layers.Layer.get_config(self)
+        base.update(config=dataclasses.asdict(self.config), epsilon=self.epsilon)
+        return base

@@ -1,0 +1,170 @@
+"""LSTransformerDecoderLayer: causal self-attention, encoder-decoder
+attention and FFN (pre- or post-LN) over the fused ops, with NeurST's
+variable layout and incremental-decoding cache.
+
+Variables (NeurST's TransformerDecoderLayer names and shapes):
+    self_attention_prepost_wrapper/ln/{gamma, beta}
+    self_attention_prepost_wrapper/self_attention/qkv_transform/{kernel [H, 3H], bias [3H]}
+    self_attention_prepost_wrapper/self_attention/output_transform/{kernel [H, H], bias [H]}
+    encdec_attention_prepost_wrapper/ln/{gamma, beta}
+    encdec_attention_prepost_wrapper/encdec_attention/q_transform/{kernel [H, H], bias [H]}
+    encdec_attention_prepost_wrapper/encdec_attention/kv_transform/{kernel [H, 2H], bias [2H]}
+    encdec_attention_prepost_wrapper/encdec_attention/output_transform/{kernel [H, H], bias [H]}
+    ffn_prepost_wrapper/ln/{gamma, beta}
+    ffn_prepost_wrapper/ffn/{dense1, dense2}/{kernel, bias}
+
+Cache (NeurST's layout and protocol): `create_decoding_internal_cache()`
+gives {"self_attention": {"keys", "values"}} of shape [0, heads, head_dim]
+(callers tile it to [batch, 0, heads, head_dim]); `memorize_memory(memory)`
+gives {"memory": {"keys", "values"}} [batch, memory_length, heads, head_dim],
+computed once per sentence. A call with a cache appends this step's keys and
+values to cache["self_attention"] (the dict is updated, as NeurST's is) and
+reads the memory's from cache["memory"]; beam search reorders the cache with
+tf.gather on axis 0.
+"""
+import tensorflow as tf
+
+from lightseq_tf.layers import _keras
+from lightseq_tf.layers import _transformer as tr
+
+
+def _to_cache(t):  # [B, heads, L, d] -> NeurST's [B, L, heads, d]
+    return tf.transpose(t, [0, 2, 1, 3])
+
+
+def _from_cache(t):  # [B, L, heads, d] -> [B, heads, L, d]
+    return tf.transpose(t, [0, 2, 1, 3])
+
+
+@_keras.serializable
+class LSTransformerDecoderLayer(tr.TransformerLayerBase):
+    """x [batch, length, hidden], memory [batch, memory_length, hidden] ->
+    [batch, length, hidden].
+
+    Self-attention is causal (position i sees positions <= i, counting the
+    cached ones before it). Memory keys >= memory_lengths[b] are masked
+    (memory_lengths, or memory_mask [batch, memory_length], or neither).
+    Dropout streams: seed + 0/1 self-attention probabilities/output, + 2/3
+    encoder-decoder attention, + 4/5 FFN activation/output.
+    """
+
+    _caller_cache = None
+
+    def build(self, input_shape=None):
+        c = self.config
+        h = c.hidden_size
+        self.self_attention_block = tr.Weights("self_attention_prepost_wrapper", parts=[
+            tr.ln_weights("ln", h),
+            tr.Weights("self_attention", parts=[tr.dense_weights("qkv_transform", h, 3 * h),
+                                                tr.dense_weights("output_transform", h, h)])])
+        self.encdec_attention_block = tr.Weights("encdec_attention_prepost_wrapper", parts=[
+            tr.ln_weights("ln", h),
+            tr.Weights("encdec_attention", parts=[tr.dense_weights("q_transform", h, h),
+                                                  tr.dense_weights("kv_transform", h, 2 * h),
+                                                  tr.dense_weights("output_transform", h, h)])])
+        self.ffn_block = tr.ffn_block(h, c.intermediate_size)
+        for block in (self.self_attention_block, self.encdec_attention_block, self.ffn_block):
+            block.build(input_shape)
+        self.built = True
+
+    def __call__(self, *args, **kwargs):
+        # NeurST's protocol updates the caller's cache dict in place; Keras 3
+        # hands call() a converted copy of nested arguments, so keep the
+        # caller's own dict to write the new keys and values into (set past
+        # the trackable __setattr__, which would wrap the dict in a copy).
+        object.__setattr__(self, "_caller_cache", kwargs.get("cache"))
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            object.__setattr__(self, "_caller_cache", None)
+
+    def _encdec(self):
+        return self.encdec_attention_block.parts["encdec_attention"]
+
+    def create_decoding_internal_cache(self, decode_padded_length=None):
+        c = self.config
+        shape = [decode_padded_length or 0, c.nhead, c.hidden_size // c.nhead]
+        return {"self_attention": {"keys": tf.zeros(shape, self.compute_dtype),
+                                   "values": tf.zeros(shape, self.compute_dtype)}}
+
+    def memorize_memory(self, memory):
+        """The memory's encoder-decoder keys and values, once per sentence."""
+        if not self.built:
+            self.build(memory.shape)
+        k, v = tf.unstack(self._project(tf.cast(memory, self.compute_dtype),
+                                        self._encdec().parts["kv_transform"], 2))
+        return {"memory": {"keys": _to_cache(k), "values": _to_cache(v)}}
+
+    def call(self, inputs, memory=None, memory_lengths=None, memory_mask=None, cache=None,
+             training=None):
+        if memory is None and (cache is None or "memory" not in cache):
+            raise ValueError("the decoder layer needs `memory` (or a cache from memorize_memory)")
+        past = None
+        if cache is not None:
+            past = cache.get("self_attention")
+            if past is None or set(past) != {"keys", "values"}:
+                raise ValueError('cache["self_attention"] must hold "keys" and "values" '
+                                 "(create_decoding_internal_cache)")
+        total = None if past is None else tf.shape(past["keys"])[1] + tf.shape(inputs)[1]
+        x, checks = self._checked_input(inputs, length_limit_of=total)
+        if past is not None:
+            c = self.config
+            want = [None, None, c.nhead, c.hidden_size // c.nhead]
+            for name in ("keys", "values"):
+                t = past[name]
+                if t.shape.rank != 4 or any(w is not None and s is not None and s != w
+                                            for s, w in zip(t.shape, want)):
+                    raise ValueError('cache["self_attention"]["%s"] must be [batch, length, %d, '
+                                     '%d], got %s' % (name, want[2], want[3], t.shape))
+                checks.append(tf.debugging.assert_equal(
+                    tf.shape(t)[0], tf.shape(x)[0],
+                    message='cache["self_attention"]["%s"] batch differs from the input\'s'
+                    % name))
+        with tf.control_dependencies(checks):
+            seed = _keras.draw_seed()
+        mem_cache = None if cache is None else cache.get("memory")
+        if mem_cache is None:
+            mem_cache = self.memorize_memory(memory)["memory"]
+        mem_k, mem_v = _from_cache(mem_cache["keys"]), _from_cache(mem_cache["values"])
+        if memory_lengths is None and memory_mask is None:
+            mem_lengths = tf.fill(tf.shape(mem_k)[:1], tf.shape(mem_k)[2])
+        else:
+            mem_lengths = tr.lengths_of(mem_k, memory_lengths, memory_mask)
+        if mem_k.shape[0] is not None and x.shape[0] is not None and mem_k.shape[0] != x.shape[0]:
+            raise ValueError("memory batch (%d) differs from the input batch (%d)"
+                             % (mem_k.shape[0], x.shape[0]))
+
+        if past is None:
+            return _keras.by_training(training, lambda train: self._forward(
+                x, mem_k, mem_v, mem_lengths, None, seed, train))
+        # Incremental decoding: inference (dropout only if training=True is passed).
+        y, new_past = self._forward(x, mem_k, mem_v, mem_lengths, past, seed, training is True)
+        for target in {id(cache): cache, id(self._caller_cache or cache): self._caller_cache
+                       or cache}.values():
+            target["self_attention"] = new_past
+        return y
+
+    def _forward(self, x, mem_k, mem_v, mem_lengths, past, seed, train):
+        sa = self.self_attention_block.parts["self_attention"]
+        ed = self._encdec()
+        new_past = {}
+
+        def self_attention(t, residual):
+            q, k, v = tf.unstack(self._project(t, sa.parts["qkv_transform"], 3))
+            if past is not None:
+                k = tf.concat([_from_cache(tf.cast(past["keys"], k.dtype)), k], axis=2)
+                v = tf.concat([_from_cache(tf.cast(past["values"], v.dtype)), v], axis=2)
+                new_past["keys"], new_past["values"] = _to_cache(k), _to_cache(v)
+            lengths = tf.fill(tf.shape(k)[:1], tf.shape(k)[2])
+            return self._attend(q, k, v, lengths, True, sa.parts["output_transform"], residual,
+                                seed, train)
+
+        def encdec_attention(t, residual):
+            q = self._project(t, ed.parts["q_transform"], 1)[0]
+            return self._attend(q, mem_k, mem_v, mem_lengths, False, ed.parts["output_transform"],
+                                residual, seed + 2, train)
+
+        x1 = self._block(x, self.self_attention_block.parts["ln"], self_attention)
+        x2 = self._block(x1, self.encdec_attention_block.parts["ln"], encdec_attention)
+        y = self._ffn(x2, self.ffn_block, seed + 4, train)
+        return (y, new_past) if past is not None else y
