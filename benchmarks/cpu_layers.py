@@ -14,9 +14,8 @@ sys.path[:0] = [os.path.join(os.path.dirname(__file__), "..", "tests", d) for d 
 import lightseq_tf  # noqa: E402
 import test_decoder_layer as dec  # noqa: E402
 import test_encoder_layer as enc  # noqa: E402
-from cpu_ops import median_ms  # noqa: E402
+from cpu_ops import measure_and_save  # noqa: E402
 from lightseq_tf import config as cfg  # noqa: E402
-from report import chart, save, table  # noqa: E402
 
 B, L, MEM = 32, 64, 64
 
@@ -58,18 +57,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
-    rows = []
-    for name, ours, native in cases():
-        o, n = median_ms(ours, iters=10), median_ms(native, iters=10)
-        rows.append({"name": name + "_fwd_bwd", "dtype": "float32", "shape": [B, L, 512],
-                     "ours_ms": o, "native_tf_ms": n, "speedup_vs_native": n / o,
-                     "device": "CPU x%d threads, TF %s" % (os.cpu_count(), tf.__version__)})
-    print(table(rows, ["name", "shape", "ours_ms", "native_tf_ms", "speedup_vs_native"]))
-    save(rows, "cpu_layers", args.out)
-    try:
-        chart(rows, "cpu_layers", args.out, "layers fwd+bwd on CPU: ours vs NeurST math in native TF")
-    except ImportError:
-        print("(matplotlib not installed: no PNG)")
+    measure_and_save(((n, [B, L, 512], o, t) for n, o, t in cases()), "cpu_layers",
+                     "layers fwd+bwd on CPU: ours vs NeurST math in native TF", args.out, iters=10)
 
 
 if __name__ == "__main__":

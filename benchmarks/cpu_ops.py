@@ -88,20 +88,25 @@ def main():
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--only", nargs="*", help="case names to run (default: all)")
     args = ap.parse_args()
+    measure_and_save(((n, s, o, t) for n, s, o, t in cases() if not args.only or n in args.only),
+                     "cpu_ops", "fwd+bwd on CPU: ours vs native TF ops (float32)", args.out)
+
+
+def measure_and_save(cases, name, title, out, iters=20):
+    """Median fwd+bwd time of ours and native per (case, shape, ours, native);
+    prints a table, saves <name>.json and a chart."""
     rows = []
-    for name, shape, ours, native in cases():
-        if args.only and name not in args.only:
-            continue
-        o, n = median_ms(ours), median_ms(native)
-        rows.append({"name": name + "_fwd_bwd", "dtype": "float32", "shape": shape, "ours_ms": o,
+    for case, shape, ours, native in cases:
+        o, n = median_ms(ours, iters=iters), median_ms(native, iters=iters)
+        rows.append({"name": case + "_fwd_bwd", "dtype": "float32", "shape": shape, "ours_ms": o,
                      "native_tf_ms": n, "speedup_vs_native": n / o,
                      "device": "CPU x%d threads, TF %s" % (os.cpu_count(), tf.__version__)})
         print(table(rows[-1:], ["name", "shape", "ours_ms", "native_tf_ms", "speedup_vs_native"]),
               flush=True)
     print(table(rows, ["name", "shape", "ours_ms", "native_tf_ms", "speedup_vs_native"]))
-    save(rows, "cpu_ops", args.out)
+    save(rows, name, out)
     try:
-        chart(rows, "cpu_ops", args.out, "fwd+bwd on CPU: ours vs native TF ops (float32)")
+        chart(rows, name, out, title)
     except ImportError:
         print("(matplotlib not installed: no PNG)")
 

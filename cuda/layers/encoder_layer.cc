@@ -150,6 +150,32 @@ bool valid(const EncoderLayerConfig& c) {
          c.hidden_dropout >= 0.f && c.hidden_dropout < 1.f;
 }
 
+// Everything both directions derive from the config and the two buffers.
+struct Plan {
+  Dims d;
+  Saved s;
+  Scratch k;
+  Gemm gemm;
+  int H;
+  int64_t T, L, dh, BH;  // tokens, length, head size, batch * heads
+  SoftmaxShape sm;
+  float scale;           // softmax scale 1 / sqrt(head size)
+};
+
+cudaError_t make_plan(DType dtype, const EncoderLayerConfig& c, void* saved, void* workspace,
+                      cublasHandle_t cublas, cudaStream_t stream, Plan* p) {
+  if (!valid(c)) return cudaErrorInvalidValue;
+  if (cublasSetStream(cublas, stream) != CUBLAS_STATUS_SUCCESS) return cudaErrorUnknown;
+  const Dims d = dims(dtype, c);
+  Arena sa(saved), wa(workspace);
+  const int64_t dh = c.hidden / c.heads;
+  *p = Plan{d, carve_saved(sa, d, c.pre_ln), carve_scratch(wa, dtype, d), Gemm{cublas, dtype},
+            static_cast<int>(d.H), d.T, c.seq_len, dh, c.batch * c.heads,
+            SoftmaxShape{c.batch, c.heads, c.seq_len, c.seq_len},
+            1.f / sqrtf(static_cast<float>(dh))};
+  return cudaSuccess;
+}
+
 }  // namespace
 
 size_t encoder_layer_saved_bytes(DType dtype, const EncoderLayerConfig& c) {
@@ -168,18 +194,10 @@ cudaError_t encoder_layer_fwd(DType dtype, const EncoderLayerConfig& c,
                               const EncoderLayerParams& w, const void* x,
                               const int32_t* lengths, void* y, uint64_t seed, void* saved,
                               void* workspace, cublasHandle_t cublas, cudaStream_t stream) {
-  if (!valid(c)) return cudaErrorInvalidValue;
-  const Dims d = dims(dtype, c);
-  Arena sa(saved), wa(workspace);
-  const Saved s = carve_saved(sa, d, c.pre_ln);
-  const Scratch k = carve_scratch(wa, dtype, d);
-  if (cublasSetStream(cublas, stream) != CUBLAS_STATUS_SUCCESS) return cudaErrorUnknown;
-  const Gemm gemm{cublas, dtype};
-  const int H = static_cast<int>(d.H);
-  const int64_t T = d.T, L = c.seq_len, dh = c.hidden / c.heads, BH = c.batch * c.heads;
+  Plan p;
+  LS_TRY(make_plan(dtype, c, saved, workspace, cublas, stream, &p));
+  const auto& [d, s, k, gemm, H, T, L, dh, BH, sm, scale] = p;
   const HeadsShape qkv_shape{3, c.batch, c.seq_len, c.heads, dh};
-  const SoftmaxShape sm{c.batch, c.heads, c.seq_len, c.seq_len};
-  const float scale = 1.f / sqrtf(static_cast<float>(dh));
 
   // Self-attention block.
   const void* a_in = x;
@@ -238,17 +256,9 @@ cudaError_t encoder_layer_bwd(DType dtype, const EncoderLayerConfig& c,
                               const int32_t* lengths, const void* dy, void* dx,
                               const EncoderLayerParams& g, uint64_t seed, const void* saved,
                               void* workspace, cublasHandle_t cublas, cudaStream_t stream) {
-  if (!valid(c)) return cudaErrorInvalidValue;
-  const Dims d = dims(dtype, c);
-  Arena sa(const_cast<void*>(saved)), wa(workspace);
-  const Saved s = carve_saved(sa, d, c.pre_ln);
-  const Scratch k = carve_scratch(wa, dtype, d);
-  if (cublasSetStream(cublas, stream) != CUBLAS_STATUS_SUCCESS) return cudaErrorUnknown;
-  const Gemm gemm{cublas, dtype};
-  const int H = static_cast<int>(d.H);
-  const int64_t T = d.T, L = c.seq_len, dh = c.hidden / c.heads, BH = c.batch * c.heads;
-  const SoftmaxShape sm{c.batch, c.heads, c.seq_len, c.seq_len};
-  const float scale = 1.f / sqrtf(static_cast<float>(dh));
+  Plan p;
+  LS_TRY(make_plan(dtype, c, const_cast<void*>(saved), workspace, cublas, stream, &p));
+  const auto& [d, s, k, gemm, H, T, L, dh, BH, sm, scale] = p;
   void* ws = k.kernel_ws;
   LS_TRY(cudaMemsetAsync(k.zeros, 0, std::max(3 * d.H, d.F) * d.es, stream));
   // a + b through the residual kernel (zero bias, no dropout).

@@ -48,6 +48,13 @@ def dense_weights(name, n_in, n_out):
                           ("bias", [n_out], "zeros")])
 
 
+def self_attention_block(h):
+    return Weights("self_attention_prepost_wrapper", parts=[
+        ln_weights("ln", h),
+        Weights("self_attention", parts=[dense_weights("qkv_transform", h, 3 * h),
+                                         dense_weights("output_transform", h, h)])])
+
+
 def ffn_block(h, f):
     return Weights("ffn_prepost_wrapper", parts=[
         ln_weights("ln", h), Weights("ffn", parts=[dense_weights("dense1", h, f),

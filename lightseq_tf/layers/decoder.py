@@ -53,10 +53,7 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
     def build(self, input_shape=None):
         c = self.config
         h = c.hidden_size
-        self.self_attention_block = tr.Weights("self_attention_prepost_wrapper", parts=[
-            tr.ln_weights("ln", h),
-            tr.Weights("self_attention", parts=[tr.dense_weights("qkv_transform", h, 3 * h),
-                                                tr.dense_weights("output_transform", h, h)])])
+        self.self_attention_block = tr.self_attention_block(h)
         self.encdec_attention_block = tr.Weights("encdec_attention_prepost_wrapper", parts=[
             tr.ln_weights("ln", h),
             tr.Weights("encdec_attention", parts=[tr.dense_weights("q_transform", h, h),

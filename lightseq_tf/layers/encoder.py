@@ -38,10 +38,7 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
     def build(self, input_shape=None):
         c = self.config
         h = c.hidden_size
-        self.attention_block = tr.Weights("self_attention_prepost_wrapper", parts=[
-            tr.ln_weights("ln", h),
-            tr.Weights("self_attention", parts=[tr.dense_weights("qkv_transform", h, 3 * h),
-                                                tr.dense_weights("output_transform", h, h)])])
+        self.attention_block = tr.self_attention_block(h)
         self.ffn_block = tr.ffn_block(h, c.intermediate_size)
         self.attention_block.build(input_shape)
         self.ffn_block.build(input_shape)
