@@ -20,7 +20,9 @@ gives {"memory": {"keys", "values"}} [batch, memory_length, heads, head_dim],
 computed once per sentence. A call with a cache appends this step's keys and
 values to cache["self_attention"] (the dict is updated, as NeurST's is) and
 reads the memory's from cache["memory"]; beam search reorders the cache with
-tf.gather on axis 0.
+tf.gather on axis 0. NeurST's static-shape mode: a cache pre-padded to
+[batch, P, heads, head_dim] (`create_decoding_internal_cache(P)`, tiled) and
+`decode_loop_step=t` write position t and attend to positions 0..t.
 """
 import tensorflow as tf
 
@@ -93,7 +95,7 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
         return {"memory": {"keys": _to_cache(k), "values": _to_cache(v)}}
 
     def call(self, inputs, memory=None, memory_lengths=None, memory_mask=None, cache=None,
-             training=None):
+             decode_loop_step=None, training=None):
         if memory is None and (cache is None or "memory" not in cache):
             raise ValueError("the decoder layer needs `memory` (or a cache from memorize_memory)")
         past = None
@@ -102,8 +104,22 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
             if past is None or set(past) != {"keys", "values"}:
                 raise ValueError('cache["self_attention"] must hold "keys" and "values" '
                                  "(create_decoding_internal_cache)")
-        total = None if past is None else tf.shape(past["keys"])[1] + tf.shape(inputs)[1]
+        if decode_loop_step is not None and past is None:
+            raise ValueError("decode_loop_step needs a cache (the static-shape decoding mode)")
+        if past is None:
+            total = None
+        elif decode_loop_step is None:  # dynamic: the cache grows by this call's length
+            total = tf.shape(past["keys"])[1] + tf.shape(inputs)[1]
+        else:  # static: a pre-padded cache written at decode_loop_step
+            if inputs.shape[1] is not None and inputs.shape[1] != 1:
+                raise ValueError("decode_loop_step decodes one position per call, got length %d"
+                                 % inputs.shape[1])
+            total = tf.shape(past["keys"])[1]
         x, checks = self._checked_input(inputs, length_limit_of=total)
+        if decode_loop_step is not None:
+            checks.append(tf.debugging.assert_less(
+                tf.cast(decode_loop_step, tf.int32), tf.shape(past["keys"])[1],
+                message="decode_loop_step must be < the padded cache length"))
         if past is not None:
             c = self.config
             want = [None, None, c.nhead, c.hidden_size // c.nhead]
@@ -135,26 +151,36 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
             return _keras.by_training(training, lambda train: self._forward(
                 x, mem_k, mem_v, mem_lengths, None, seed, train))
         # Incremental decoding: inference (dropout only if training=True is passed).
-        y, new_past = self._forward(x, mem_k, mem_v, mem_lengths, past, seed, training is True)
+        y, new_past = self._forward(x, mem_k, mem_v, mem_lengths, past, seed, training is True,
+                                    decode_loop_step)
         for target in {id(cache): cache, id(self._caller_cache or cache): self._caller_cache
                        or cache}.values():
             target["self_attention"] = new_past
         return y
 
-    def _forward(self, x, mem_k, mem_v, mem_lengths, past, seed, train):
+    def _forward(self, x, mem_k, mem_v, mem_lengths, past, seed, train, step=None):
         sa = self.self_attention_block.parts["self_attention"]
         ed = self._encdec()
         new_past = {}
 
         def self_attention(t, residual):
             q, k, v = tf.unstack(self._project(t, sa.parts["qkv_transform"], 3))
-            if past is not None:
+            causal = True
+            if past is not None and step is None:  # dynamic cache: append
                 k = tf.concat([_from_cache(tf.cast(past["keys"], k.dtype)), k], axis=2)
                 v = tf.concat([_from_cache(tf.cast(past["values"], v.dtype)), v], axis=2)
                 new_past["keys"], new_past["values"] = _to_cache(k), _to_cache(v)
-            lengths = tf.fill(tf.shape(k)[:1], tf.shape(k)[2])
-            return self._attend(q, k, v, lengths, True, sa.parts["output_transform"], residual,
-                                seed, train)
+            elif past is not None:  # static cache: write position `step`, attend to 0..step
+                at = tf.one_hot(tf.cast(step, tf.int32), tf.shape(past["keys"])[1], dtype=k.dtype)
+                at = tf.reshape(at, [1, 1, -1, 1])
+                k = _from_cache(tf.cast(past["keys"], k.dtype)) * (1 - at) + k * at
+                v = _from_cache(tf.cast(past["values"], v.dtype)) * (1 - at) + v * at
+                new_past["keys"], new_past["values"] = _to_cache(k), _to_cache(v)
+                causal = False  # one query: the key lengths below are the mask
+            lengths = tf.fill(tf.shape(k)[:1], tf.shape(k)[2] if step is None
+                              else tf.cast(step, tf.int32) + 1)
+            return self._attend(q, k, v, lengths, causal, sa.parts["output_transform"],
+                                residual, seed, train)
 
         def encdec_attention(t, residual):
             q = self._project(t, ed.parts["q_transform"], 1)[0]

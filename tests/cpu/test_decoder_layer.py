@@ -165,6 +165,32 @@ def test_incremental_decoding_equals_full_forward(pre_ln):
     np.testing.assert_allclose(tf.concat(outs, 1).numpy(), full.numpy(), rtol=2e-5, atol=2e-5)
 
 
+def test_static_cache_decoding_equals_full_forward():
+    """NeurST's decode_loop_step mode: a pre-padded cache written in place."""
+    _, layer, x, memory, mem_lengths = make()
+    full = layer(x, memory, memory_lengths=mem_lengths)
+    padded = 8
+    cache = layer.memorize_memory(memory)
+    cache.update(tf.nest.map_structure(lambda t: tf.tile(t[None], [3, 1, 1, 1]),
+                                       layer.create_decoding_internal_cache(padded)))
+
+    @tf.function
+    def step(t, i, cache):
+        cache = {k: dict(v) for k, v in cache.items()}
+        return layer(t, memory_lengths=mem_lengths, cache=cache, decode_loop_step=i), cache
+
+    outs = []
+    for i in range(x.shape[1]):
+        out, cache = step(x[:, i:i + 1], tf.constant(i), cache)
+        assert cache["self_attention"]["keys"].shape == (3, padded, 4, 8)
+        outs.append(out)
+    np.testing.assert_allclose(tf.concat(outs, 1).numpy(), full.numpy(), rtol=2e-5, atol=2e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="decode_loop_step must be <"):
+        layer(x[:, :1], memory_lengths=mem_lengths, cache=cache, decode_loop_step=padded)
+    with pytest.raises(ValueError, match="one position per call"):
+        layer(x[:, :2], memory_lengths=mem_lengths, cache=cache, decode_loop_step=0)
+
+
 def test_beam_reorder_of_the_cache_is_a_gather():
     _, layer, x, memory, mem_lengths = make()
     cache = layer.memorize_memory(memory)
