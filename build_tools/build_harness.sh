@@ -23,13 +23,12 @@ if [ -f "$cuda_home/include/cublas_v2.h" ] || [ -n "${LIGHTSEQ_TF_CUBLAS_INCLUDE
 else
   layers=(-DLIGHTSEQ_NO_CUBLAS)
   echo "build_harness: no cublas_v2.h under $cuda_home/include: building without cuda/layers"
-  skip_bindings="encoder_layer_bindings.cc"
 fi
 ext="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
 # shellcheck disable=SC2046
 # shellcheck disable=SC2086
 "$nvcc_bin" -O3 -std=c++17 ${NVCC_FLAGS:-} "${gencode[@]}" -shared -Xcompiler -fPIC \
   -Icuda/include $("$py" -m pybind11 --includes) \
-  $(ls cuda/harness/*.cc | grep -v "${skip_bindings:-^$}") cuda/kernels/*.cu "${layers[@]}" \
+  cuda/harness/*.cc cuda/kernels/*.cu "${layers[@]}" \
   -o "$out/lightseq_cuda$ext"
 echo "built $out/lightseq_cuda$ext"

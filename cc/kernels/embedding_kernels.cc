@@ -34,6 +34,20 @@ struct EmbeddingConfig {
   lightseq::EmbeddingArgs args;
 };
 
+absl::Status ReadScalarInt(const Tensor& t, const char* name, int64_t* out) {
+  if (!tensorflow::TensorShapeUtils::IsScalar(t.shape()))
+    return errors::InvalidArgument(name, " must be a scalar, got shape ", ShapeStr(t.shape()));
+  *out = t.scalar<int32_t>()();
+  return absl::OkStatus();
+}
+
+absl::Status CheckTable(const Tensor& table) {
+  if (table.dims() != 2)
+    return errors::InvalidArgument("table must have rank 2 ([vocab, hidden]), got shape ",
+                                   ShapeStr(table.shape()));
+  return absl::OkStatus();
+}
+
 class EmbeddingAttrs {
  protected:
   explicit EmbeddingAttrs(OpKernelConstruction* ctx) {
@@ -83,26 +97,22 @@ class EmbeddingAttrs {
     return absl::OkStatus();
   }
 
+  // The forward's inputs: ids, table [vocab, hidden], pos_offset, seed.
+  absl::Status ConfigureForward(OpKernelContext* ctx, EmbeddingConfig* c) const {
+    const Tensor& table = ctx->input(1);
+    TF_RETURN_IF_ERROR(CheckTable(table));
+    int64_t offset;
+    TF_RETURN_IF_ERROR(ReadScalarInt(ctx->input(2), "pos_offset", &offset));
+    return Configure(ctx->input(0), table.dim_size(0), table.dim_size(1), offset, ctx->input(3),
+                     c);
+  }
+
   float scale_ = 1.f;
   bool positions_ = false;
   int64_t max_positions_ = 0;
   int64_t padding_id_ = -1;
   float rate_ = 0.f;
 };
-
-absl::Status ReadScalarInt(const Tensor& t, const char* name, int64_t* out) {
-  if (!tensorflow::TensorShapeUtils::IsScalar(t.shape()))
-    return errors::InvalidArgument(name, " must be a scalar, got shape ", ShapeStr(t.shape()));
-  *out = t.scalar<int32_t>()();
-  return absl::OkStatus();
-}
-
-absl::Status CheckTable(const Tensor& table) {
-  if (table.dims() != 2)
-    return errors::InvalidArgument("table must have rank 2 ([vocab, hidden]), got shape ",
-                                   ShapeStr(table.shape()));
-  return absl::OkStatus();
-}
 
 absl::Status BadId(int64_t index, const std::string& value, int64_t vocab) {
   return errors::InvalidArgument("ids (flat index ", index, ") = ", value,
@@ -135,12 +145,8 @@ class EmbeddingCpuOp : public OpKernel, EmbeddingAttrs {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& ids = ctx->input(0);
     const Tensor& table = ctx->input(1);
-    OP_REQUIRES_OK(ctx, CheckTable(table));
-    int64_t offset;
-    OP_REQUIRES_OK(ctx, ReadScalarInt(ctx->input(2), "pos_offset", &offset));
     EmbeddingConfig c;
-    OP_REQUIRES_OK(ctx, Configure(ids, table.dim_size(0), table.dim_size(1), offset,
-                                  ctx->input(3), &c));
+    OP_REQUIRES_OK(ctx, ConfigureForward(ctx, &c));
     OP_REQUIRES_OK(ctx, CheckIds<I>(ids, c.shape.vocab));
     Tensor* y;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, OutputShape(ids, c.shape.hidden), &y));
@@ -196,13 +202,8 @@ class EmbeddingGpuOp : public tensorflow::AsyncOpKernel, EmbeddingAttrs {
   void ComputeAsync(OpKernelContext* ctx, DoneCallback done) override {
     const Tensor& ids = ctx->input(0);
     const Tensor& table = ctx->input(1);
-    OP_REQUIRES_OK_ASYNC(ctx, CheckTable(table), done);
-    int64_t offset;
-    OP_REQUIRES_OK_ASYNC(ctx, ReadScalarInt(ctx->input(2), "pos_offset", &offset), done);
     EmbeddingConfig c;
-    OP_REQUIRES_OK_ASYNC(ctx, Configure(ids, table.dim_size(0), table.dim_size(1), offset,
-                                        ctx->input(3), &c),
-                         done);
+    OP_REQUIRES_OK_ASYNC(ctx, ConfigureForward(ctx, &c), done);
     Tensor* y;
     OP_REQUIRES_OK_ASYNC(ctx, ctx->allocate_output(0, OutputShape(ids, c.shape.hidden), &y),
                          done);
@@ -311,15 +312,10 @@ class EmbeddingGradGpuOp : public OpKernel, EmbeddingGradAttrs {
 #else
 #define LIGHTSEQ_REGISTER_GPU(T, TT, I)
 #endif
-// The table is float32 (mixed precision: float32 variables) or the output type.
 #define LIGHTSEQ_REGISTER(T, TT)                                          \
   LIGHTSEQ_REGISTER_CPU(T, TT, int32_t) LIGHTSEQ_REGISTER_CPU(T, TT, int64_t) \
   LIGHTSEQ_REGISTER_GPU(T, TT, int32_t) LIGHTSEQ_REGISTER_GPU(T, TT, int64_t)
-LIGHTSEQ_REGISTER(float, float)
-LIGHTSEQ_REGISTER(Eigen::half, float)
-LIGHTSEQ_REGISTER(Eigen::half, Eigen::half)
-LIGHTSEQ_REGISTER(Eigen::bfloat16, float)
-LIGHTSEQ_REGISTER(Eigen::bfloat16, Eigen::bfloat16)
+LIGHTSEQ_EMBEDDING_TYPES(LIGHTSEQ_REGISTER)
 #undef LIGHTSEQ_REGISTER
 #undef LIGHTSEQ_REGISTER_GPU
 #undef LIGHTSEQ_REGISTER_CPU

@@ -1,5 +1,7 @@
 // Harness bindings of the encoder layer (lightseq/encoder_layer.h). One
-// cuBLAS handle per process (the harness is single-threaded).
+// cuBLAS handle per process (the harness is single-threaded). Compiled out
+// where the toolkit has no cuBLAS (LIGHTSEQ_NO_CUBLAS, see build_harness.sh).
+#ifndef LIGHTSEQ_NO_CUBLAS
 #include <vector>
 
 #include "harness.h"
@@ -77,3 +79,4 @@ void bind_encoder_layer(py::module_& m) {
 }
 
 }  // namespace harness
+#endif  // LIGHTSEQ_NO_CUBLAS

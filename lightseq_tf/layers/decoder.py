@@ -153,9 +153,9 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
         # Incremental decoding: inference (dropout only if training=True is passed).
         y, new_past = self._forward(x, mem_k, mem_v, mem_lengths, past, seed, training is True,
                                     decode_loop_step)
-        for target in {id(cache): cache, id(self._caller_cache or cache): self._caller_cache
-                       or cache}.values():
-            target["self_attention"] = new_past
+        cache["self_attention"] = new_past
+        if self._caller_cache is not None:
+            self._caller_cache["self_attention"] = new_past
         return y
 
     def _forward(self, x, mem_k, mem_v, mem_lengths, past, seed, train, step=None):

@@ -120,11 +120,7 @@ void EmbeddingBackwardCpu(tensorflow::thread::ThreadPool* pool, const T* dy, con
                                                const lightseq::EmbeddingArgs&);
 #define LIGHTSEQ_INSTANTIATE(T, TT) \
   LIGHTSEQ_INSTANTIATE_I(T, TT, int32_t) LIGHTSEQ_INSTANTIATE_I(T, TT, int64_t)
-LIGHTSEQ_INSTANTIATE(float, float)
-LIGHTSEQ_INSTANTIATE(Eigen::half, float)
-LIGHTSEQ_INSTANTIATE(Eigen::half, Eigen::half)
-LIGHTSEQ_INSTANTIATE(Eigen::bfloat16, float)
-LIGHTSEQ_INSTANTIATE(Eigen::bfloat16, Eigen::bfloat16)
+LIGHTSEQ_EMBEDDING_TYPES(LIGHTSEQ_INSTANTIATE)
 #undef LIGHTSEQ_INSTANTIATE
 #undef LIGHTSEQ_INSTANTIATE_I
 

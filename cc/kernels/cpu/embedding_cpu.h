@@ -10,6 +10,13 @@
 #include "lightseq/embedding_shape.h"
 #include "tensorflow/core/platform/threadpool.h"
 
+// X(T, TT) for every supported (output, table) type pair: the table is
+// float32 (mixed precision keeps float32 variables) or the output type. One
+// list for the CPU twin's instantiations and the kernel registrations.
+#define LIGHTSEQ_EMBEDDING_TYPES(X)                                                  \
+  X(float, float) X(Eigen::half, float) X(Eigen::half, Eigen::half)                \
+  X(Eigen::bfloat16, float) X(Eigen::bfloat16, Eigen::bfloat16)
+
 namespace lightseq_tf {
 
 template <typename T, typename TT, typename I>
