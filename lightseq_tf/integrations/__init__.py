@@ -1,0 +1,1 @@
+"""Integrations with third-party toolkits (each optional, imported on demand)."""

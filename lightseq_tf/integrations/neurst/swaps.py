@@ -1,0 +1,130 @@
+"""What the hook changes in NeurST once acceleration is on: `PATCHES` maps a
+NeurST module to the function run right after that module's body.
+
+- TransformerEncoder / TransformerDecoder: after NeurST's own build() made
+  its (not yet built, variable-less) layers, each supported layer is
+  replaced by ours with the same name, and the output LayerNormalization by
+  ours. A stack or layer we do not support stays NeurST's, and the log says
+  why (one line per stack).
+- LabelSmoothedCrossEntropy: the per-token loss comes from our fused op
+  (float16 logits stay float16; no [tokens, vocab] one-hot).
+"""
+import contextlib
+import threading
+
+import tensorflow as tf
+from absl import logging
+
+from lightseq_tf.integrations.neurst import layers
+from lightseq_tf.ops.cross_entropy import cross_entropy
+
+
+_native = threading.local()
+
+
+@contextlib.contextmanager
+def native():
+    """NeurST's own layers and criterion for what is built or called inside
+    (e.g. a native reference model in an accelerated process)."""
+    before = getattr(_native, "on", False)
+    _native.on = True
+    try:
+        yield
+    finally:
+        _native.on = before
+
+
+def _is_native():
+    return getattr(_native, "on", False)
+
+
+def _swap_stack(stack, layer_cls, stack_unsupported):
+    """Replace the layers of a just-built NeurST stack; returns the log line."""
+    name = "%s %r" % (type(stack).__name__, stack.name)
+    if stack_unsupported:
+        return "%s kept native (%s)" % (name, stack_unsupported)
+    ours, kept = [], []
+    for native in stack._stacking_layers:
+        try:
+            ours.append(layer_cls.from_native(native))
+        except layers.Unsupported as why:
+            ours.append(native)
+            kept.append("%s: %s" % (native.name, why))
+    stack._stacking_layers = ours
+    norm = getattr(stack, "_output_norm_layer", None)
+    if norm is not None:
+        stack._output_norm_layer = layers.LayerNormalization(
+            epsilon=norm.epsilon, dtype=norm.dtype_policy, name=norm.name)
+    done = len(ours) - len(kept)
+    return "%s: %d of %d layers accelerated%s%s" % (
+        name, done, len(ours), " + output_ln" if norm is not None else "",
+        "; native: " + ", ".join(kept) if kept else "")
+
+
+def _quantized():
+    from neurst.layers.quantization.quant_layers import QuantLayer
+    return "quantization enabled" if QuantLayer.enable_quant else None
+
+
+def _patch_build(cls, layer_cls, unsupported):
+    native_build = cls.build
+
+    def build(self, input_shape):
+        native_build(self, input_shape)
+        if _is_native():
+            return
+        logging.info("lightseq_tf: " + _swap_stack(self, layer_cls, unsupported(self)))
+
+    build.__doc__ = native_build.__doc__
+    cls.build = build
+
+
+def _encoder_unsupported(stack):
+    return _quantized() or ("attention_monotonic=True"
+                            if stack.get_config()["attention_monotonic"] else None)
+
+
+def patch_transformer_encoder(module):
+    _patch_build(module.TransformerEncoder, layers.NeurSTEncoderLayer, _encoder_unsupported)
+
+
+def patch_transformer_decoder(module):
+    _patch_build(module.TransformerDecoder, layers.NeurSTDecoderLayer, lambda _: _quantized())
+
+
+def patch_label_smoothed_cross_entropy(module):
+    cls = module.LabelSmoothedCrossEntropy
+    native_call = cls.__call__
+
+    def __call__(self, model_inp, model_out):
+        """NeurST's (nll_sum, n_samples, n_tokens), per-token loss from our op."""
+        logits = model_out["logits"] if isinstance(model_out, dict) else model_out
+        if _is_native() or not module.is_tf_tensor(logits):
+            return native_call(self, model_inp, model_out)  # NeurST's own error
+        labels = model_inp["trg"]
+        ls = float(self._label_smoothing)
+        loss, _, _ = cross_entropy(logits, labels, epsilon=ls)
+        if ls:  # NeurST reports the loss minus the soft target's entropy
+            vocab = tf.cast(tf.shape(logits)[-1], tf.float32)
+            low = ls / (vocab - 1.0)
+            loss += (1.0 - ls) * tf.math.log(1.0 - ls) + (vocab - 1.0) * low * tf.math.log(
+                low + 1e-20)
+        padding = model_inp.get("trg_padding", model_inp.get("padding"))
+        if padding is None:
+            length = model_inp.get("trg_length", model_inp.get("length"))
+            weights = module.input_length_to_nonpadding(length, tf.shape(labels)[1], tf.float32)
+        else:
+            weights = tf.cast(1 - padding, tf.float32)
+        if model_inp.get("mask") is not None:
+            weights *= tf.cast(model_inp["mask"], tf.float32)
+        n_samples = tf.cast(tf.expand_dims(tf.shape(labels)[0], axis=0), tf.float32)
+        return tf.reduce_sum(loss * weights, axis=1), n_samples, tf.reduce_sum(weights, axis=1)
+
+    cls.__call__ = __call__
+
+
+PATCHES = {
+    "neurst.layers.encoders.transformer_encoder": patch_transformer_encoder,
+    "neurst.layers.decoders.transformer_decoder": patch_transformer_decoder,
+    "neurst.criterions.label_smoothed_cross_entropy": patch_label_smoothed_cross_entropy,
+}
