@@ -64,8 +64,7 @@ def _strategy_context():
 
 def _legacy_optimizers():
     opt = tf.keras.optimizers
-    return Overlay(opt, {n: getattr(opt.legacy, n)
-                         for n in ("Optimizer", "Adam", "Adagrad", "Adadelta", "SGD")})
+    return Overlay(opt, {n: getattr(opt.legacy, n) for n in LEGACY_OPTIMIZERS})
 
 
 def _summary_graph_without_step():
@@ -94,9 +93,13 @@ def _needs_cond():
     return not hasattr(control_flow_ops, "cond")
 
 
+LEGACY_OPTIMIZERS = ("Optimizer", "Adam", "Adagrad", "Adadelta", "SGD")
+
+
 def _needs_legacy_optimizers():
-    return not hasattr(tf.keras.optimizers.Adam, "_set_hyper") and hasattr(
-        tf.keras.optimizers, "legacy")
+    legacy = getattr(tf.keras.optimizers, "legacy", None)
+    return not hasattr(tf.keras.optimizers.Adam, "_set_hyper") and all(
+        hasattr(legacy, n) for n in LEGACY_OPTIMIZERS)
 
 
 # Attribute overrides by the module NeurST imports from (`from M import a` and
@@ -114,9 +117,14 @@ _ATTRIBUTE_MAPS = {
 
 class NeurSTImports:
     """The `__import__` NeurST's modules run with: the table above, decided
-    once per process (`mappings` lists what is active, for the log line)."""
+    once per process (`mappings` lists what is active, for the log line;
+    `problem` says why NeurST cannot work here, if it cannot)."""
 
     def __init__(self):
+        self.problem = None if _tf_keras_active() else (
+            "NeurST is Keras-2 code but TensorFlow was imported with Keras 3: install tf_keras "
+            "and set TF_USE_LEGACY_KERAS=1 before anything imports TensorFlow (or import neurst "
+            "first)")
         self.rename_keras = _tf_keras_active() and _has_module("tf_keras.src")
         self.mappings = ["tensorflow.python.keras -> tf_keras.src"] if self.rename_keras else []
         self._overlays = {}

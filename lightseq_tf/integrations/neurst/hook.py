@@ -104,4 +104,6 @@ def install(env=None):
     # stderr, not logging: NeurST's absl logging is not set up yet at import.
     sys.stderr.write("lightseq_tf: NeurST acceleration %s (%s); compat mappings: %s\n" % (
         "on" if on else "off", reason, ", ".join(imports.mappings) or "none"))
+    if imports.problem:
+        sys.stderr.write("lightseq_tf: warning: %s\n" % imports.problem)
     return _state
