@@ -158,3 +158,14 @@ def test_left_padding_and_non_padding_biases_are_rejected():
     layer = oe._stacking_layers[0]
     with pytest.raises(ValueError, match="LIGHTSEQ_TF_NEURST=0"):
         layer(x, tf.zeros([2, 1, 5, 5]), is_training=False)
+
+
+def test_adam_builds_lsadam():
+    from neurst.optimizers import build_optimizer
+
+    from lightseq_tf.optimizers import LSAdam
+    for name in ("adam", "Adam"):
+        opt = build_optimizer({"optimizer.class": name,
+                               "optimizer.params": {"epsilon": 1e-9, "beta_1": 0.9}})
+        assert type(opt) is LSAdam and opt.epsilon == 1e-9
+        opt._set_hyper("learning_rate", 0.5)  # what NeurST's training_utils does

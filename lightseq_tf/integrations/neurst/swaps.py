@@ -8,6 +8,8 @@ NeurST module to the function run right after that module's body.
   why (one line per stack).
 - LabelSmoothedCrossEntropy: the per-token loss comes from our fused op
   (float16 logits stay float16; no [tokens, vocab] one-hot).
+- `optimizer.class: adam` (any of NeurST's names for it) builds LSAdam, the
+  fused multi-tensor Adam with Keras Adam's update, slots and config.
 """
 import contextlib
 import threading
@@ -123,8 +125,21 @@ def patch_label_smoothed_cross_entropy(module):
     cls.__call__ = __call__
 
 
+def patch_optimizers(module):
+    """NeurST logs the class it creates ("Creating optimizer: ...LSAdam")."""
+    from neurst.utils.registry import REGISTRIES
+
+    from lightseq_tf.optimizers import LSAdam
+    registry = REGISTRIES["tf"][module.OPTIMIZER_REGISTRY_NAME]
+    for name, cls in list(registry.items()):
+        if cls is module.Adam:
+            registry[name] = LSAdam
+    module.Adam = LSAdam
+
+
 PATCHES = {
     "neurst.layers.encoders.transformer_encoder": patch_transformer_encoder,
     "neurst.layers.decoders.transformer_decoder": patch_transformer_decoder,
     "neurst.criterions.label_smoothed_cross_entropy": patch_label_smoothed_cross_entropy,
+    "neurst.optimizers": patch_optimizers,
 }

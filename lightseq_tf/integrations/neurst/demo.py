@@ -1,0 +1,229 @@
+"""The README's main job: NeurST trains a small Transformer on real
+English->German text, decodes the dev set with beam search and scores BLEU,
+once with our layers and once natively, from the same initial weights.
+
+    python -m lightseq_tf.integrations.neurst.demo [--workdir DIR] [--steps N]
+
+Everything NeurST does here is NeurST's own CLI (`python -m
+neurst.cli.run_exp`) on configs this script writes; our package changes it
+only through the import hook (LIGHTSEQ_TF_NEURST=1 for the accelerated run,
+=0 for the native one). Data: demo_corpus (gettext catalogs of this machine,
+or a generated corpus where there are none). Prints a table and writes
+results.json in the workdir.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import yaml
+
+from lightseq_tf.integrations.neurst import demo_corpus
+
+# A small Transformer that learns something in minutes on 2 CPU cores.
+MODELS = {
+    "tiny": dict(dim=64, layers=2, heads=4, ffn=128),   # CI's end-to-end test
+    "small": dict(dim=256, layers=3, heads=4, ffn=1024),  # the demo
+}
+UPDATE = re.compile(r"Update (\d+)\tTrainingLoss=([\d.naninf]+)\tSpeed ([\d.]+) secs/step")
+METRICS = re.compile(r"\{'step': (\d+).*?'loss': ([-\d.e+naninf]+)")
+
+
+def neurst_configs(workdir, corpus, model, steps, batch_tokens=2048, dropout=0.1,
+                   summary_steps=50):
+    """Writes train.yml and predict.yml (NeurST's own config format)."""
+    m = MODELS[model]
+    layer = {"hidden_size": m["dim"], "num_attention_heads": m["heads"], "filter_size": m["ffn"],
+             "num_layers": m["layers"], "attention_dropout_rate": dropout,
+             "ffn_dropout_rate": dropout, "layer_postprocess_dropout_rate": dropout,
+             "ffn_activation": "relu"}
+    params = {"modality.share_source_target_embedding": False,
+              "modality.share_embedding_and_softmax_weights": True,
+              "modality.dim": m["dim"], "modality.timing": "sinusoids"}
+    for side in ("encoder", "decoder"):
+        params.update({"%s.%s" % (side, k): v for k, v in layer.items()})
+    task = {"batch_size": batch_tokens, "batch_by_tokens": True,
+            "max_src_len": corpus["max_len"], "max_trg_len": corpus["max_len"]}
+    task.update(corpus["task_params"])
+    train = {
+        "entry.class": "trainer",
+        "entry.params": {
+            "train_steps": steps, "save_checkpoint_steps": steps,
+            "summary_steps": summary_steps,
+            "criterion.class": "label_smoothed_cross_entropy",
+            "criterion.params": {"label_smoothing": 0.1},
+            "optimizer.class": "adam",
+            "optimizer.params": {"epsilon": 1.e-9, "beta_1": 0.9, "beta_2": 0.98},
+            "lr_schedule.class": "noam",
+            "lr_schedule.params": {"initial_factor": 1.0, "dmodel": m["dim"],
+                                   "warmup_steps": max(steps // 4, 1)}},
+        "dataset.class": "ParallelTextDataset",
+        "dataset.params": dict(corpus["train_dataset_params"]),
+        "task.class": "Seq2Seq", "task.params": task,
+        "model.class": "Transformer", "model.params": params,
+    }
+    predict = {
+        "entry.class": "SequenceGenerator",
+        "entry.params": {
+            "output_file": "hypothesis.txt", "save_metric": "metric.json",
+            "metric.class": "BLEU",
+            "search_method.class": "beam_search",
+            "search_method.params": {"beam_size": 4, "length_penalty": 0.6,
+                                     "extra_decode_length": 10,
+                                     "maximum_decode_length": corpus["max_len"] + 10}},
+        "dataset.class": "ParallelTextDataset",
+        "dataset.params": dict(corpus["dev_dataset_params"]),
+        "task.params": {"batch_size": 64},
+    }
+    paths = {}
+    for name, cfg in (("train", train), ("predict", predict)):
+        paths[name] = os.path.join(workdir, name + ".yml")
+        with open(paths[name], "w") as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+    return paths
+
+
+def _env(accelerated):
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", LIGHTSEQ_TF_NEURST="1" if accelerated else "0",
+               TF_CPP_MIN_LOG_LEVEL="2")
+    return env
+
+
+def _run(cmd, env, log_path, show):
+    """Runs a NeurST process, keeps its log, echoes the lines `show` picks."""
+    lines = []
+    with open(log_path, "w") as log, subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
+        for line in p.stdout:
+            log.write(line)
+            lines.append(line)
+            note = show(line)
+            if note:
+                print(note, flush=True)
+    if p.returncode:
+        raise RuntimeError("%s failed (exit %d); last lines of %s:\n%s" % (
+            " ".join(cmd[:4]), p.returncode, log_path, "".join(lines[-30:])))
+    return lines
+
+
+def _hook_line(line):
+    return line.strip() if line.startswith("lightseq_tf:") or "lightseq_tf: " in line else None
+
+
+def make_initial_checkpoint(train_yml, out_dir):
+    """NeurST's model for this config, initialised once and saved in NeurST's
+    name-based format, so both runs start from the same weights (NeurST has
+    no seed flag). Runs natively: the names are the same either way."""
+    code = ("import sys, yaml; import neurst;"
+            "from neurst.tasks import build_task; from neurst.utils import compat;"
+            "from neurst.utils.checkpoints import NameBasedCheckpointManager;"
+            "args = yaml.safe_load(open(sys.argv[1])); task = build_task(args);"
+            "model = task.build_model(args); inps = task.create_inputs(compat.ModeKeys.TRAIN);"
+            "model(task.example_to_input(inps, compat.ModeKeys.TRAIN), is_training=True);"
+            "NameBasedCheckpointManager(model, sys.argv[2]).save(0)")
+    _run([sys.executable, "-c", code, train_yml, out_dir], _env(False),
+         os.path.join(out_dir + ".log"), lambda line: None)
+    return out_dir
+
+
+RUN_EXP = [sys.executable, "-m", "neurst.cli.run_exp"]
+
+
+def train(name, accelerated, configs, workdir, init_ckpt):
+    """NeurST's trainer from init_ckpt; returns speed and the loss curve."""
+    model_dir = os.path.join(workdir, name)
+    updates, losses = [], {}
+
+    def show(line):
+        hook = _hook_line(line)
+        if hook:
+            if "acceleration " in line and not line.split("acceleration ", 1)[1].startswith(
+                    "on" if accelerated else "off"):
+                raise RuntimeError("the hook did not switch acceleration as asked: " + line)
+            return "[%s] %s" % (name, hook)
+        m = UPDATE.search(line)
+        if m:
+            updates.append(float(m.group(3)))
+            return "[%s] step %s  loss %s  %.3f s/step" % (name, m.group(1), m.group(2),
+                                                           float(m.group(3)))
+        m = METRICS.search(line)
+        if m:
+            losses[int(m.group(1))] = float(m.group(2))
+        return None
+
+    t0 = time.time()
+    lines = _run(RUN_EXP + ["--config_paths", configs["train"], "--model_dir", model_dir,
+                            "--pretrain_model", init_ckpt, "--dtype", "float32"],
+                 _env(accelerated), model_dir + ".train.log", show)
+    if not any("NeurST acceleration" in line for line in lines):
+        raise RuntimeError("NeurST ran without our hook: install this package with pip (its "
+                           ".pth arms the hook) or put lightseq_tf_neurst.pth on the path")
+    timed = updates[1:] or updates  # the first report includes graph building
+    return {"run": name, "accelerated": accelerated, "model_dir": model_dir,
+            "train_seconds": round(time.time() - t0, 1),
+            "steps_per_second": round(len(timed) / sum(timed), 3) if timed else None,
+            "final_loss": losses[max(losses)] if losses else None, "losses": losses}
+
+
+def decode(model_dir, accelerated, configs, tag):
+    """NeurST's SequenceGenerator (beam search) on the dev set + its BLEU."""
+    out = os.path.join(model_dir, "decode_" + tag)
+    os.makedirs(out, exist_ok=True)
+    t0 = time.time()
+    _run(RUN_EXP + ["--config_paths", configs["predict"], "--model_dir", model_dir,
+                    "--output_file", os.path.join(out, "hypothesis.txt"),
+                    "--save_metric", os.path.join(out, "metric.json")],
+         _env(accelerated), out + ".log", lambda line: None)
+    with open(os.path.join(out, "metric.json")) as f:
+        bleu = float(json.load(f)["BLEU"])
+    with open(os.path.join(out, "hypothesis.txt")) as f:
+        hypotheses = f.read().splitlines()
+    return {"bleu": bleu, "decode_seconds": round(time.time() - t0, 1),
+            "hypotheses": hypotheses}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default="lightseq_tf_neurst_demo")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--model", choices=sorted(MODELS), default="small")
+    parser.add_argument("--runs", default="accelerated,native",
+                        help="comma-separated subset of accelerated,native")
+    parser.add_argument("--generated-corpus", action="store_true",
+                        help="use the generated corpus even where gettext catalogs exist")
+    args = parser.parse_args(argv)
+    os.makedirs(args.workdir, exist_ok=True)
+    corpus = demo_corpus.neurst_corpus(os.path.join(args.workdir, "data"),
+                                       generated=args.generated_corpus)
+    print("corpus: %s (%d train / %d dev pairs)" % (corpus["source"], corpus["train_pairs"],
+                                                    corpus["dev_pairs"]), flush=True)
+    configs = neurst_configs(args.workdir, corpus, args.model, args.steps)
+    init = make_initial_checkpoint(configs["train"], os.path.join(args.workdir, "init"))
+    results = []
+    for name in args.runs.split(","):
+        run = train(name, name == "accelerated", configs, args.workdir, init)
+        dec = decode(run["model_dir"], run["accelerated"], configs, name)
+        print("[%s] BLEU %.2f (beam 4, %d dev sentences, %.0f s)"
+              % (name, dec["bleu"], len(dec["hypotheses"]), dec["decode_seconds"]), flush=True)
+        run.update(bleu=dec["bleu"], decode_seconds=dec["decode_seconds"])
+        results.append(run)
+    summary = {"corpus": {k: v for k, v in corpus.items() if k.endswith(("pairs", "source"))},
+               "model": dict(MODELS[args.model], name=args.model), "steps": args.steps,
+               "runs": results}
+    with open(os.path.join(args.workdir, "results.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print("\n| run | steps/s | train s | final loss | BLEU (beam 4) |\n|---|---|---|---|---|")
+    for r in results:
+        print("| %s | %s | %s | %.3f | %.2f |" % (r["run"], r["steps_per_second"],
+                                                 r["train_seconds"], r["final_loss"], r["bleu"]))
+    if len(results) == 2 and results[1]["steps_per_second"]:
+        print("speed ratio accelerated/native: %.2fx"
+              % (results[0]["steps_per_second"] / results[1]["steps_per_second"]))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
