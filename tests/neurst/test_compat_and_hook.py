@@ -1,16 +1,14 @@
 """The modern-TF mappings (each one, and that they stay inside NeurST) and
 the import hook's switches (LIGHTSEQ_TF_NEURST=0/1/unset, no NeurST)."""
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import tensorflow as tf
+from neurst_env import subprocess_env
 
 from lightseq_tf.integrations.neurst import compat, hook
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +79,18 @@ def test_decision():
 
 
 def _python(code, **env):
-    full = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    full.pop("TF_USE_LEGACY_KERAS", None)
-    full.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full, text=True,
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          env=subprocess_env(_python.tmp, **env), text=True,
                           capture_output=True, timeout=300)
+
+
+@pytest.fixture(autouse=True)
+def _tmp_for_python(tmp_path):
+    _python.tmp = tmp_path
 
 
 def test_off_leaves_neurst_native():
     r = _python("""
-        import lightseq_tf_neurst_hook; lightseq_tf_neurst_hook.install()
         import neurst.layers.encoders.transformer_encoder as te
         import neurst.criterions.label_smoothed_cross_entropy as ce
         assert te.TransformerEncoder.build.__module__ == te.__name__
@@ -105,7 +105,6 @@ def test_off_leaves_neurst_native():
 
 def test_on_swaps_and_logs():
     r = _python("""
-        import lightseq_tf_neurst_hook; lightseq_tf_neurst_hook.install()
         import neurst.layers.encoders.transformer_encoder as te
         assert te.TransformerEncoder.build.__module__ == "lightseq_tf.integrations.neurst.swaps"
         print("swapped ok")
@@ -118,7 +117,6 @@ def test_without_neurst_our_package_imports():
     r = _python("""
         import sys
         sys.modules["neurst"] = None  # as if NeurST were not installed
-        import lightseq_tf_neurst_hook; lightseq_tf_neurst_hook.install()
         import lightseq_tf, lightseq_tf.integrations.neurst
         try:
             import neurst
