@@ -70,6 +70,33 @@ def lengths_of(x, lengths, mask):
     return tf.fill(tf.shape(x)[:1], tf.shape(x)[1])
 
 
+def relative_weights(layer):
+    """{variable path below the layer's own name: variable} for any Keras layer
+    (Keras 3 keeps the path in `.path`, tf_keras in `.name` with ":0")."""
+    if not layer.built:
+        raise ValueError("layer %r is not built yet: call it once (or build()) first"
+                         % layer.name)
+    out = {}
+    for v in layer.weights:
+        path = getattr(v, "path", None) or v.name.split(":")[0]
+        out[path.split(layer.name + "/", 1)[-1]] = v
+    return out
+
+
+def copy_weights(src, dst):
+    """Assign src's weights to dst's, matched by NeurST-relative path."""
+    a, b = relative_weights(src), relative_weights(dst)
+    problems = ["missing in %s: %s" % (src.name, n) for n in sorted(set(b) - set(a))]
+    problems += ["not in %s: %s" % (dst.name, n) for n in sorted(set(a) - set(b))]
+    problems += ["%s: shape %s in %s, %s in %s" % (n, a[n].shape, src.name, b[n].shape, dst.name)
+                 for n in sorted(set(a) & set(b)) if tuple(a[n].shape) != tuple(b[n].shape)]
+    if problems:
+        raise ValueError("cannot copy weights from %r to %r: %s"
+                         % (src.name, dst.name, "; ".join(problems)))
+    for n, v in b.items():
+        v.assign(tf.cast(a[n], v.dtype))
+
+
 class TransformerLayerBase(keras.layers.Layer):
     """Config handling, checks and the shared blocks of both layers."""
 
@@ -150,6 +177,21 @@ class TransformerLayerBase(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def named_weights(self):
+        """{NeurST-relative path ("ffn_prepost_wrapper/ffn/dense1/kernel"): variable}."""
+        return relative_weights(self)
+
+    def load_weights_from(self, layer):
+        """Copy the weights of a built layer with NeurST's variable layout:
+        NeurST's own TransformerEncoderLayer / TransformerDecoderLayer (tf_keras),
+        or another of ours. Raises ValueError naming any missing, extra or
+        mis-shaped variable; copies nothing then."""
+        copy_weights(layer, self)
+
+    def copy_weights_to(self, layer):
+        """The reverse of load_weights_from (e.g. into a native NeurST layer)."""
+        copy_weights(self, layer)
 
     def keras_config(self):
         base = keras.layers.Layer.get_config(self)

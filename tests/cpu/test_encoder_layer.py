@@ -125,6 +125,44 @@ def test_variable_names_are_neurst_s():
     assert shapes["ffn_prepost_wrapper/ffn/dense2/kernel"] == (64, 32)
 
 
+def test_load_weights_from_and_copy_weights_to():
+    x = tf.random.stateless_normal([2, 5, 32], [3, 4])
+    a = lightseq_tf.LSTransformerEncoderLayer(config(True, "relu"), name="a")
+    b = lightseq_tf.LSTransformerEncoderLayer(config(True, "relu"), name="b")
+    a(x), b(x)
+    for v in a.weights:  # LayerNorm parameters too, so every variable matters
+        v.assign(tf.random.stateless_normal(v.shape, [7, len(v.name)]))
+    assert sorted(a.named_weights()) == sorted(NEURST_NAMES)
+    assert not np.array_equal(a(x).numpy(), b(x).numpy())
+    b.load_weights_from(a)
+    np.testing.assert_array_equal(b(x).numpy(), a(x).numpy())
+    c = lightseq_tf.LSTransformerEncoderLayer(config(True, "relu"), name="c")
+    c(x)
+    a.copy_weights_to(c)
+    np.testing.assert_array_equal(c(x).numpy(), a(x).numpy())
+
+
+def test_load_weights_from_rejects_other_layouts():
+    small = lightseq_tf.LSTransformerEncoderLayer(config(True, "relu"), name="small")
+    small(tf.zeros([1, 2, 32]))
+    other = lightseq_tf.LSTransformerEncoderLayer(cfg.transformer_config(
+        max_batch_tokens=64, max_seq_len=8, hidden_size=32, intermediate_size=128, nhead=4,
+        attn_prob_dropout_ratio=0.0, activation_dropout_ratio=0.0, hidden_dropout_ratio=0.0,
+        pre_layer_norm=True, activation_fn="relu"), name="other")
+    with pytest.raises(ValueError, match="not built"):
+        small.load_weights_from(other)
+    other(tf.zeros([1, 2, 32]))
+    before = [v.numpy() for v in small.weights]
+    with pytest.raises(ValueError, match=r"ffn/dense1/kernel: shape \(32, 128\)"):
+        small.load_weights_from(other)
+    for v, b in zip(small.weights, before):  # nothing copied on error
+        np.testing.assert_array_equal(v.numpy(), b)
+    dec = lightseq_tf.LSTransformerDecoderLayer(config(True, "relu"), name="dec")
+    dec(tf.zeros([1, 2, 32]), memory=tf.zeros([1, 3, 32]))
+    with pytest.raises(ValueError, match="encdec_attention"):
+        small.load_weights_from(dec)
+
+
 def test_padding_keys_do_not_matter_and_mask_equals_lengths():
     layer = lightseq_tf.LSTransformerEncoderLayer(config(True, "relu"))
     x = tf.random.stateless_normal([2, 6, 32], [5, 5])

@@ -169,3 +169,41 @@ def test_adam_builds_lsadam():
                                "optimizer.params": {"epsilon": 1e-9, "beta_1": 0.9}})
         assert type(opt) is LSAdam and opt.epsilon == 1e-9
         opt._set_hyper("learning_rate", 0.5)  # what NeurST's training_utils does
+
+
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_public_layers_load_from_and_copy_to_native_neurst_layers(kind):
+    """lightseq_tf.LSTransformer{Encoder,Decoder}Layer <-> NeurST's own layer."""
+    import lightseq_tf
+    from neurst.layers import transformer_layers as tl
+    native_cls = tl.TransformerEncoderLayer if kind == "encoder" else tl.TransformerDecoderLayer
+    ours_cls = (lightseq_tf.LSTransformerEncoderLayer if kind == "encoder"
+                else lightseq_tf.LSTransformerDecoderLayer)
+    native = native_cls(hidden_size=H, num_attention_heads=HEADS, filter_size=F, name="native")
+    ours = ours_cls(layers._config(native), name="ours")
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=[2, 5, H]), tf.float32)
+    memory = tf.constant(rng.normal(size=[2, 5, H]), tf.float32)
+    pad_bias = PAD * -1e9
+
+    def native_out():
+        if kind == "encoder":
+            return native(x, pad_bias, is_training=False)
+        causal = (1.0 - tf.linalg.band_part(tf.ones([5, 5]), -1, 0))[None, None] * -1e9
+        return native(x, causal, None, memory=memory, memory_bias=pad_bias, is_training=False)
+
+    def ours_out():
+        lengths = tf.constant([5, 3])
+        if kind == "encoder":
+            return ours(x, lengths=lengths)
+        return ours(x, memory=memory, memory_lengths=lengths)
+
+    native_out(), ours_out()
+    for v in native.weights:
+        v.assign(v + tf.random.normal(v.shape, stddev=0.1))
+    ours.load_weights_from(native)
+    np.testing.assert_allclose(ours_out().numpy(), native_out().numpy(), rtol=TOL, atol=TOL)
+    for v in ours.weights:
+        v.assign(v * 0.9)
+    ours.copy_weights_to(native)
+    np.testing.assert_allclose(native_out().numpy(), ours_out().numpy(), rtol=TOL, atol=TOL)
