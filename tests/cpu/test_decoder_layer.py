@@ -237,3 +237,23 @@ def test_dropout_and_save(tmp_path):
     assert not np.allclose(a, layer(x, memory, memory_lengths=mem_lengths).numpy())
     again = lightseq_tf.LSTransformerDecoderLayer.from_config(layer.get_config())
     assert again.config == c
+
+
+@pytest.mark.parametrize("pre_ln", [True, False])
+def test_full_layer_gradient_check(pre_ln):
+    """Finite differences of the whole layer w.r.t. its input and the memory
+    (see test_encoder_layer.test_full_layer_gradient_check for the bounds)."""
+    c = cfg.transformer_config(max_batch_tokens=64, max_seq_len=8, hidden_size=8,
+                               intermediate_size=16, nhead=2, attn_prob_dropout_ratio=0.0,
+                               activation_dropout_ratio=0.0, hidden_dropout_ratio=0.0,
+                               pre_layer_norm=pre_ln, activation_fn="gelu")
+    layer = lightseq_tf.LSTransformerDecoderLayer(c)
+    x = tf.random.stateless_normal([2, 3, 8], [13, 14])
+    memory = tf.random.stateless_normal([2, 4, 8], [15, 16])
+    lengths = tf.constant([4, 2])
+    layer(x, memory=memory, memory_lengths=lengths)
+    theoretical, numerical = tf.test.compute_gradient(
+        lambda t, m: layer(t, memory=m, memory_lengths=lengths), [x, memory], delta=1e-2)
+    for th, nu in zip(theoretical, numerical):
+        assert np.abs(th).max() > 0.1
+        np.testing.assert_allclose(th, nu, atol=2e-3)
