@@ -26,7 +26,7 @@ from lightseq_tf.integrations.neurst import demo_corpus
 # A small Transformer that learns something in minutes on 2 CPU cores.
 MODELS = {
     "tiny": dict(dim=64, layers=2, heads=4, ffn=128),   # CI's end-to-end test
-    "small": dict(dim=256, layers=3, heads=4, ffn=1024),  # the demo
+    "small": dict(dim=128, layers=2, heads=4, ffn=512),   # the demo
 }
 UPDATE = re.compile(r"Update (\d+)\tTrainingLoss=([\d.naninf]+)\tSpeed ([\d.]+) secs/step")
 METRICS = re.compile(r"\{'step': (\d+).*?'loss': ([-\d.e+naninf]+)")
@@ -178,7 +178,7 @@ def decode(model_dir, accelerated, configs, tag):
                     "--save_metric", os.path.join(out, "metric.json")],
          _env(accelerated), out + ".log", lambda line: None)
     with open(os.path.join(out, "metric.json")) as f:
-        bleu = float(json.load(f)["BLEU"])
+        bleu = float(json.load(f)["sacre_bleu"])  # NeurST's BLEU: detokenised sacreBLEU
     with open(os.path.join(out, "hypothesis.txt")) as f:
         hypotheses = f.read().splitlines()
     return {"bleu": bleu, "decode_seconds": round(time.time() - t0, 1),
@@ -188,7 +188,7 @@ def decode(model_dir, accelerated, configs, tag):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="lightseq_tf_neurst_demo")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--model", choices=sorted(MODELS), default="small")
     parser.add_argument("--runs", default="accelerated,native",
                         help="comma-separated subset of accelerated,native")
