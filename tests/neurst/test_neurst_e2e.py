@@ -17,30 +17,46 @@ def runs(tmp_path_factory):
     work = str(tmp_path_factory.mktemp("neurst_e2e"))
     os.environ["PYTHONPATH"] = subprocess_env(work)["PYTHONPATH"]  # the demo's NeurST runs
     corpus = demo_corpus.neurst_corpus(os.path.join(work, "data"), generated=True)
-    # Dropout off: the two runs then differ only by float32 rounding.
-    configs = demo.neurst_configs(work, corpus, "tiny", STEPS, dropout=0.0, summary_steps=20)
+    # Dropout off and NeurST's unseeded shuffle off: the two runs then see the
+    # same batches and differ only by float32 rounding.
+    configs = demo.neurst_configs(work, corpus, "tiny", STEPS, dropout=0.0, summary_steps=20,
+                                  shuffle_buffer=0)
     init = demo.make_initial_checkpoint(configs["train"], os.path.join(work, "init"))
     trained = {name: demo.train(name, name == "accelerated", configs, work, init)
                for name in ("accelerated", "native")}
+    # NeurST's own sensitivity to rounding: native again with oneDNN's GEMMs
+    # off (other, equally valid float32 rounding).
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    try:
+        trained["native_rounded"] = demo.train("native_rounded", False, configs, work, init)
+    finally:
+        del os.environ["TF_ENABLE_ONEDNN_OPTS"]
     return configs, trained
 
 
 def test_losses_track(runs):
+    """Same weights at step 0, same batches, no dropout: the curves agree to
+    float32 rounding at first; later, training amplifies rounding
+    differences chaotically (native NeurST against itself with other GEMM
+    rounding drifts by ~0.5 % within 100 steps here), so the accelerated run
+    must stay as close to native as native's own rounding variant does."""
     _, trained = runs
-    acc, nat = trained["accelerated"]["losses"], trained["native"]["losses"]
-    assert sorted(acc) == sorted(nat) and max(acc) == STEPS, (acc, nat)
-    # Same weights at step 0 and no dropout: only float32 rounding differs
-    # (other summation orders), which Adam amplifies slowly over 200 steps.
+    acc, nat, nat2 = (trained[n]["losses"] for n in ("accelerated", "native", "native_rounded"))
+    assert sorted(acc) == sorted(nat) == sorted(nat2) and max(acc) == STEPS, (acc, nat)
+    rel = {s: abs(acc[s] / nat[s] - 1) for s in acc}
+    rel_native = {s: abs(nat2[s] / nat[s] - 1) for s in acc}
+    print("relative loss differences, accelerated vs native:", rel)
+    print("                          native variant vs native:", rel_native)
     first = min(acc)
-    assert abs(acc[first] - nat[first]) <= 1e-4 * nat[first], (acc[first], nat[first])
-    for step in acc:
-        assert abs(acc[step] - nat[step]) <= 0.01 * nat[step], (step, acc[step], nat[step])
-    assert acc[STEPS] < 0.7 * acc[first]  # and it learned something
+    assert rel[first] <= 1e-5, rel
+    assert max(rel.values()) <= 4 * max(rel_native.values()) + 1e-4, (rel, rel_native)
+    assert acc[STEPS] < 0.5 * acc[first]  # and it learned
 
 
 def test_checkpoints_decode_the_same_both_ways(runs):
     configs, trained = runs
-    for name, run in trained.items():
+    for name in ("accelerated", "native"):
+        run = trained[name]
         by_acc = demo.decode(run["model_dir"], True, configs, "by_accelerated")
         by_nat = demo.decode(run["model_dir"], False, configs, "by_native")
         assert len(by_acc["hypotheses"]) > 50

@@ -33,8 +33,10 @@ METRICS = re.compile(r"\{'step': (\d+).*?'loss': ([-\d.e+naninf]+)")
 
 
 def neurst_configs(workdir, corpus, model, steps, batch_tokens=2048, dropout=0.1,
-                   summary_steps=50):
-    """Writes train.yml and predict.yml (NeurST's own config format)."""
+                   summary_steps=50, shuffle_buffer=None):
+    """Writes train.yml and predict.yml (NeurST's own config format).
+    shuffle_buffer=0 keeps the (already shuffled) file order: NeurST's
+    shuffle is unseeded, so two runs see the same batches only without it."""
     m = MODELS[model]
     layer = {"hidden_size": m["dim"], "num_attention_heads": m["heads"], "filter_size": m["ffn"],
              "num_layers": m["layers"], "attention_dropout_rate": dropout,
@@ -48,6 +50,8 @@ def neurst_configs(workdir, corpus, model, steps, batch_tokens=2048, dropout=0.1
     task = {"batch_size": batch_tokens, "batch_by_tokens": True,
             "max_src_len": corpus["max_len"], "max_trg_len": corpus["max_len"]}
     task.update(corpus["task_params"])
+    if shuffle_buffer is not None:
+        task["shuffle_buffer"] = shuffle_buffer
     train = {
         "entry.class": "trainer",
         "entry.params": {

@@ -3,15 +3,13 @@ NeurST's modules load (no NeurST source is edited or copied).
 
 `install()` puts a finder in front of sys.meta_path. For every `neurst.*`
 module it wraps the normal loader: the module runs with
-`compat.NeurSTImports` as its `__import__`, and where `swaps.PATCHES` names
+`compat.NeurSTImports` as its `__import__`, and where `swaps.patches()` names
 the module, the patch runs right after the module body, before any other
 NeurST module can bind the patched names.
 """
 import importlib.abc
 import os
 import sys
-
-from absl import logging as log
 
 from lightseq_tf.integrations.neurst import compat
 
@@ -91,13 +89,16 @@ def install(env=None):
     if _state:
         return _state
     if any(m == "neurst" or m.startswith("neurst.") for m in sys.modules):
-        log.warning("lightseq_tf: neurst was imported before the hook was installed; "
-                    "neither the compat mappings nor the swaps apply")
+        sys.stderr.write("lightseq_tf: warning: neurst was imported before the hook was "
+                         "installed; neither the compat mappings nor the swaps apply\n")
     on, reason = acceleration_decision(env)
     patches = {}
     if on:
         from lightseq_tf.integrations.neurst import swaps
-        patches = swaps.PATCHES
+        native = [c for c in os.environ.get(ENV + "_NATIVE", "").split(",") if c]
+        patches = swaps.patches(native)
+        if native:
+            reason += "; %s_NATIVE=%s" % (ENV, ",".join(native))
     imports = compat.NeurSTImports()
     sys.meta_path.insert(0, NeurSTFinder(imports, patches))
     _state.update(mappings=imports.mappings, accelerated=on, reason=reason)

@@ -137,9 +137,22 @@ def patch_optimizers(module):
     module.Adam = LSAdam
 
 
+# NeurST module -> (component, patch). LIGHTSEQ_TF_NEURST_NATIVE=criterion,optimizer
+# (any of the components) keeps those NeurST's own, e.g. to bisect a difference.
 PATCHES = {
-    "neurst.layers.encoders.transformer_encoder": patch_transformer_encoder,
-    "neurst.layers.decoders.transformer_decoder": patch_transformer_decoder,
-    "neurst.criterions.label_smoothed_cross_entropy": patch_label_smoothed_cross_entropy,
-    "neurst.optimizers": patch_optimizers,
+    "neurst.layers.encoders.transformer_encoder": ("layers", patch_transformer_encoder),
+    "neurst.layers.decoders.transformer_decoder": ("layers", patch_transformer_decoder),
+    "neurst.criterions.label_smoothed_cross_entropy": ("criterion",
+                                                       patch_label_smoothed_cross_entropy),
+    "neurst.optimizers": ("optimizer", patch_optimizers),
 }
+COMPONENTS = ("layers", "criterion", "optimizer")
+
+
+def patches(native=()):
+    """{module: patch} without the components named in `native`."""
+    unknown = set(native) - set(COMPONENTS)
+    if unknown:
+        raise ValueError("LIGHTSEQ_TF_NEURST_NATIVE names unknown component(s) %s (known: %s)"
+                         % (", ".join(sorted(unknown)), ", ".join(COMPONENTS)))
+    return {m: p for m, (c, p) in PATCHES.items() if c not in native}
