@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import lightseq_tf
 from lightseq_tf import config as cfg
-from test_encoder_layer import TOL, randomize, weights
+from test_encoder_layer import TOL, gradient_check_config, randomize, weights
 from tolerances import rel_err
 
 NAMES = ["self_attention_prepost_wrapper/ln/gamma", "self_attention_prepost_wrapper/ln/beta",
@@ -243,11 +243,7 @@ def test_dropout_and_save(tmp_path):
 def test_full_layer_gradient_check(pre_ln):
     """Finite differences of the whole layer w.r.t. its input and the memory
     (see test_encoder_layer.test_full_layer_gradient_check for the bounds)."""
-    c = cfg.transformer_config(max_batch_tokens=64, max_seq_len=8, hidden_size=8,
-                               intermediate_size=16, nhead=2, attn_prob_dropout_ratio=0.0,
-                               activation_dropout_ratio=0.0, hidden_dropout_ratio=0.0,
-                               pre_layer_norm=pre_ln, activation_fn="gelu")
-    layer = lightseq_tf.LSTransformerDecoderLayer(c)
+    layer = lightseq_tf.LSTransformerDecoderLayer(gradient_check_config(pre_ln))
     x = tf.random.stateless_normal([2, 3, 8], [13, 14])
     memory = tf.random.stateless_normal([2, 4, 8], [15, 16])
     lengths = tf.constant([4, 2])

@@ -216,6 +216,14 @@ def test_config_round_trip_and_saved_model(tmp_path):
     np.testing.assert_allclose(loaded.serve(x).numpy(), want, rtol=1e-6, atol=1e-6)
 
 
+def gradient_check_config(pre_ln):
+    """Tiny, smooth (GELU), no dropout: for finite-difference checks."""
+    return cfg.transformer_config(max_batch_tokens=64, max_seq_len=8, hidden_size=8,
+                                  intermediate_size=16, nhead=2, attn_prob_dropout_ratio=0.0,
+                                  activation_dropout_ratio=0.0, hidden_dropout_ratio=0.0,
+                                  pre_layer_norm=pre_ln, activation_fn="gelu")
+
+
 @pytest.mark.parametrize("pre_ln", [True, False])
 def test_full_layer_gradient_check(pre_ln):
     """Finite differences of the whole layer (tf.test.compute_gradient): a
@@ -224,11 +232,7 @@ def test_full_layer_gradient_check(pre_ln):
     float32 with delta 1e-2: truncation ~delta^2 and rounding ~eps/delta are
     both ~1e-4 of the O(1) entries (observed max 7e-5); 2e-3 absolute leaves
     margin for both and still fails on any wrong term of the backward."""
-    c = cfg.transformer_config(max_batch_tokens=64, max_seq_len=8, hidden_size=8,
-                               intermediate_size=16, nhead=2, attn_prob_dropout_ratio=0.0,
-                               activation_dropout_ratio=0.0, hidden_dropout_ratio=0.0,
-                               pre_layer_norm=pre_ln, activation_fn="gelu")
-    layer = lightseq_tf.LSTransformerEncoderLayer(c)
+    layer = lightseq_tf.LSTransformerEncoderLayer(gradient_check_config(pre_ln))
     x = tf.random.stateless_normal([2, 3, 8], [11, 12])
     lengths = tf.constant([3, 2])
     layer(x, lengths=lengths)
