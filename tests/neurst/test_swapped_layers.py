@@ -207,3 +207,32 @@ def test_public_layers_load_from_and_copy_to_native_neurst_layers(kind):
         v.assign(v * 0.9)
     ours.copy_weights_to(native)
     np.testing.assert_allclose(native_out().numpy(), ours_out().numpy(), rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("ids_shape, time", [((3, 7), None), ((3, 7), 4), ((3,), 5)])
+def test_sinusoid_embedding_matches_neurst(ids_shape, time):
+    """NeurST's word embedding + sqrt(dim) scale + sinusoids (training: a
+    [batch, length] block from `time`; decoding: one [batch] step at `time`),
+    values and table gradient, through the model's own modality builder."""
+    from neurst.models.transformer import Transformer
+    rng = np.random.default_rng(4)
+    ids = tf.constant(rng.integers(0, 50, size=ids_shape), tf.int64)
+    values = tf.constant(rng.normal(size=[50, H]), tf.float32)
+    outs = []
+    for native in (True, False):
+        with swaps.native() if native else contextlib.nullcontext():
+            modality = Transformer.build_modality(vocab_size=50, emb_dim=H, name="m",
+                                                  timing="sinusoids")
+            modality(ids, time=time)
+            table = modality.embedding_layer._shared_weights
+            table.assign(values)
+            with tf.GradientTape() as tape:
+                y = modality(ids, time=time)
+                loss = tf.reduce_sum(y * tf.cos(y))
+            outs.append((y, tf.convert_to_tensor(tape.gradient(loss, table)), table.name))
+            graph = tf.function(lambda: modality(ids, time=time)).get_concrete_function().graph
+            assert native != any(op.type == "LightseqEmbedding" for op in graph.get_operations())
+    (y_n, g_n, name_n), (y_o, g_o, name_o) = outs
+    assert name_n == name_o == "m_posenc_wrapper/m/emb/weights:0"
+    np.testing.assert_allclose(y_o.numpy(), y_n.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g_o.numpy(), g_n.numpy(), rtol=1e-5, atol=1e-5)

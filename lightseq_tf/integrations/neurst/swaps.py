@@ -10,6 +10,9 @@ NeurST module to the function run right after that module's body.
   (float16 logits stay float16; no [tokens, vocab] one-hot).
 - `optimizer.class: adam` (any of NeurST's names for it) builds LSAdam, the
   fused multi-tensor Adam with Keras Adam's update, slots and config.
+- PositionEmbeddingWrapper with NeurST's sinusoids over a word embedding:
+  the lookup, the sqrt(dim) scale and the sinusoid are our fused embedding
+  op (float32 table read once, positions in float32 also under float16).
 """
 import contextlib
 import threading
@@ -19,6 +22,7 @@ from absl import logging
 
 from lightseq_tf.integrations.neurst import layers
 from lightseq_tf.ops.cross_entropy import cross_entropy
+from lightseq_tf.ops.embedding import embedding
 
 
 _native = threading.local()
@@ -125,6 +129,35 @@ def patch_label_smoothed_cross_entropy(module):
     cls.__call__ = __call__
 
 
+def _float32_table(variable):
+    """The variable as float32 even inside a mixed-precision call, where
+    tf_keras' AutoCastVariable reads as the compute dtype (our op takes the
+    float32 table itself and casts rows as it writes them)."""
+    return tf.convert_to_tensor(getattr(variable, "_variable", variable))
+
+
+def patch_position_embedding(module):
+    cls = module.PositionEmbeddingWrapper
+    native_call = cls.call
+
+    def call(self, inputs, time=None, **kwargs):
+        """NeurST's sinusoid embedding, fused; other cases are NeurST's own."""
+        from neurst.layers.modalities.text_modalities import WordEmbeddingSharedWeights
+        words = self._embedding_layer
+        if (_is_native() or kwargs.get("mode", "embedding") != "embedding"
+                or self._timing != "sinusoids" or self._sinusoids_as_variable
+                or type(words) is not WordEmbeddingSharedWeights or _quantized()
+                or inputs.shape.rank not in (1, 2) or (inputs.shape.rank == 1 and time is None)):
+            return native_call(self, inputs, time=time, **kwargs)
+        if not words.built:
+            words(inputs)  # creates its table under its own name scope
+        return embedding(inputs, _float32_table(words._shared_weights),
+                         scale=self._embedding_dim ** 0.5, positions=True,
+                         pos_offset=0 if time is None else time, dtype=words.compute_dtype)
+
+    cls.call = call
+
+
 def patch_optimizers(module):
     """NeurST logs the class it creates ("Creating optimizer: ...LSAdam")."""
     from neurst.utils.registry import REGISTRIES
@@ -145,8 +178,9 @@ PATCHES = {
     "neurst.criterions.label_smoothed_cross_entropy": ("criterion",
                                                        patch_label_smoothed_cross_entropy),
     "neurst.optimizers": ("optimizer", patch_optimizers),
+    "neurst.layers.common_layers": ("embedding", patch_position_embedding),
 }
-COMPONENTS = ("layers", "criterion", "optimizer")
+COMPONENTS = ("layers", "criterion", "optimizer", "embedding")
 
 
 def patches(native=()):
