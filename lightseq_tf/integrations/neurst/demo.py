@@ -84,7 +84,7 @@ def neurst_configs(workdir, corpus, model, steps, batch_tokens=2048, dropout=0.1
     }
     paths = {}
     for name, cfg in (("train", train), ("predict", predict)):
-        paths[name] = os.path.join(workdir, name + ".yml")
+        paths[name] = os.path.join(os.path.abspath(workdir), name + ".yml")
         with open(paths[name], "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
     return paths
@@ -97,10 +97,14 @@ def _env(accelerated):
 
 
 def _run(cmd, env, log_path, show):
-    """Runs a NeurST process, keeps its log, echoes the lines `show` picks."""
+    """Runs a NeurST process, keeps its log, echoes the lines `show` picks.
+    It runs in the log's folder: `python -m`/`-c` put the working directory
+    first on sys.path, where a source checkout would shadow the installed
+    lightseq_tf."""
     lines = []
     with open(log_path, "w") as log, subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=os.path.dirname(os.path.abspath(log_path))) as p:
         for line in p.stdout:
             log.write(line)
             lines.append(line)
@@ -128,8 +132,8 @@ def make_initial_checkpoint(train_yml, out_dir):
             "model = task.build_model(args); inps = task.create_inputs(compat.ModeKeys.TRAIN);"
             "model(task.example_to_input(inps, compat.ModeKeys.TRAIN), is_training=True);"
             "NameBasedCheckpointManager(model, sys.argv[2]).save(0)")
-    _run([sys.executable, "-c", code, train_yml, out_dir], _env(False),
-         os.path.join(out_dir + ".log"), lambda line: None)
+    _run([sys.executable, "-c", code, os.path.abspath(train_yml), os.path.abspath(out_dir)],
+         _env(False), os.path.abspath(out_dir) + ".log", lambda line: None)
     return out_dir
 
 
@@ -138,7 +142,7 @@ RUN_EXP = [sys.executable, "-m", "neurst.cli.run_exp"]
 
 def train(name, accelerated, configs, workdir, init_ckpt):
     """NeurST's trainer from init_ckpt; returns speed and the loss curve."""
-    model_dir = os.path.join(workdir, name)
+    model_dir = os.path.join(os.path.abspath(workdir), name)
     updates, losses = [], {}
 
     def show(line):
@@ -160,7 +164,7 @@ def train(name, accelerated, configs, workdir, init_ckpt):
 
     t0 = time.time()
     lines = _run(RUN_EXP + ["--config_paths", configs["train"], "--model_dir", model_dir,
-                            "--pretrain_model", init_ckpt, "--dtype", "float32"],
+                            "--pretrain_model", os.path.abspath(init_ckpt), "--dtype", "float32"],
                  _env(accelerated), model_dir + ".train.log", show)
     if not any("NeurST acceleration" in line for line in lines):
         raise RuntimeError("NeurST ran without our hook: install this package with pip (its "
@@ -174,7 +178,7 @@ def train(name, accelerated, configs, workdir, init_ckpt):
 
 def decode(model_dir, accelerated, configs, tag):
     """NeurST's SequenceGenerator (beam search) on the dev set + its BLEU."""
-    out = os.path.join(model_dir, "decode_" + tag)
+    out = os.path.join(os.path.abspath(model_dir), "decode_" + tag)
     os.makedirs(out, exist_ok=True)
     t0 = time.time()
     _run(RUN_EXP + ["--config_paths", configs["predict"], "--model_dir", model_dir,
@@ -199,6 +203,7 @@ def main(argv=None):
     parser.add_argument("--generated-corpus", action="store_true",
                         help="use the generated corpus even where gettext catalogs exist")
     args = parser.parse_args(argv)
+    args.workdir = os.path.abspath(args.workdir)
     os.makedirs(args.workdir, exist_ok=True)
     corpus = demo_corpus.neurst_corpus(os.path.join(args.workdir, "data"),
                                        generated=args.generated_corpus)
