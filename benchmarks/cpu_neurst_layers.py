@@ -10,6 +10,9 @@ import os
 import sys
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # NeurST is Keras-2 code
+# Both sides are built explicitly below (NeurST's classes, and ours from
+# them): no stack-level swap is wanted.
+os.environ["LIGHTSEQ_TF_NEURST"] = "0"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lightseq_tf_neurst_hook  # noqa: E402
 
