@@ -1,5 +1,5 @@
 """What the hook changes in NeurST once acceleration is on: `PATCHES` maps a
-NeurST module to the function run right after that module's body.
+NeurST module to (component, the function run right after its body).
 
 - TransformerEncoder / TransformerDecoder: after NeurST's own build() made
   its (not yet built, variable-less) layers, each supported layer is
@@ -30,8 +30,8 @@ _native = threading.local()
 
 @contextlib.contextmanager
 def native():
-    """NeurST's own layers and criterion for what is built or called inside
-    (e.g. a native reference model in an accelerated process)."""
+    """NeurST's own stacks, criterion and embedding for what is built or
+    called inside (e.g. a native reference model in an accelerated process)."""
     before = getattr(_native, "on", False)
     _native.on = True
     try:
@@ -50,12 +50,12 @@ def _swap_stack(stack, layer_cls, stack_unsupported):
     if stack_unsupported:
         return "%s kept native (%s)" % (name, stack_unsupported)
     ours, kept = [], []
-    for native in stack._stacking_layers:
+    for layer in stack._stacking_layers:
         try:
-            ours.append(layer_cls.from_native(native))
+            ours.append(layer_cls.from_native(layer))
         except layers.Unsupported as why:
-            ours.append(native)
-            kept.append("%s: %s" % (native.name, why))
+            ours.append(layer)
+            kept.append("%s: %s" % (layer.name, why))
     stack._stacking_layers = ours
     norm = getattr(stack, "_output_norm_layer", None)
     if norm is not None:
