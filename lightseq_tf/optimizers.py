@@ -88,8 +88,10 @@ if KERAS3:
         def _backend_update_step(self, grads, trainable_variables, learning_rate):
             if self.amsgrad or tf.distribute.has_strategy():
                 return super()._backend_update_step(grads, trainable_variables, learning_rate)
-            fused = [(g, v) for g, v in zip(grads, trainable_variables) if _fusable(g, v)]
-            rest = [(g, v) for g, v in zip(grads, trainable_variables) if not _fusable(g, v)]
+            pairs = list(zip(grads, trainable_variables))
+            fuse = [_fusable(g, v) for g, v in pairs]
+            fused = [gv for gv, f in zip(pairs, fuse) if f]
+            rest = [gv for gv, f in zip(pairs, fuse) if not f]
             if fused:
                 index = [self._get_variable_index(v) for _, v in fused]
                 _fused_adam([g for g, _ in fused], [_tf_variable(v) for _, v in fused],

@@ -78,19 +78,24 @@ def test_decision():
         hook.acceleration_decision("yes")
 
 
-def _python(code, **env):
+def test_native_components():
+    from lightseq_tf.integrations.neurst import swaps
+    assert set(swaps.patches()) == set(swaps.PATCHES)
+    kept = swaps.patches(["optimizer", "embedding"])
+    assert "neurst.optimizers" not in kept and "neurst.layers.common_layers" not in kept
+    assert "neurst.layers.encoders.transformer_encoder" in kept
+    with pytest.raises(ValueError, match="unknown component.*bogus.*known: layers"):
+        swaps.patches(["bogus"])
+
+
+def _python(tmp_path, code, **env):
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          env=subprocess_env(_python.tmp, **env), text=True,
+                          env=subprocess_env(tmp_path, **env), text=True,
                           capture_output=True, timeout=300)
 
 
-@pytest.fixture(autouse=True)
-def _tmp_for_python(tmp_path):
-    _python.tmp = tmp_path
-
-
-def test_off_leaves_neurst_native():
-    r = _python("""
+def test_off_leaves_neurst_native(tmp_path):
+    r = _python(tmp_path, """
         import neurst.layers.encoders.transformer_encoder as te
         import neurst.criterions.label_smoothed_cross_entropy as ce
         assert te.TransformerEncoder.build.__module__ == te.__name__
@@ -103,8 +108,8 @@ def test_off_leaves_neurst_native():
     assert "native ok" in r.stdout and "acceleration off (LIGHTSEQ_TF_NEURST=0)" in r.stderr
 
 
-def test_on_swaps_and_logs():
-    r = _python("""
+def test_on_swaps_and_logs(tmp_path):
+    r = _python(tmp_path, """
         import neurst.layers.encoders.transformer_encoder as te
         assert te.TransformerEncoder.build.__module__ == "lightseq_tf.integrations.neurst.swaps"
         print("swapped ok")
@@ -113,8 +118,8 @@ def test_on_swaps_and_logs():
     assert "swapped ok" in r.stdout and "acceleration on (LIGHTSEQ_TF_NEURST=1)" in r.stderr
 
 
-def test_without_neurst_our_package_imports():
-    r = _python("""
+def test_without_neurst_our_package_imports(tmp_path):
+    r = _python(tmp_path, """
         import sys
         sys.modules["neurst"] = None  # as if NeurST were not installed
         import lightseq_tf, lightseq_tf.integrations.neurst

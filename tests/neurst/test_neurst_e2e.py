@@ -15,23 +15,22 @@ STEPS = 200
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     work = str(tmp_path_factory.mktemp("neurst_e2e"))
-    os.environ["PYTHONPATH"] = subprocess_env(work)["PYTHONPATH"]  # the demo's NeurST runs
-    corpus = demo_corpus.neurst_corpus(os.path.join(work, "data"), generated=True)
-    # Dropout off and NeurST's unseeded shuffle off: the two runs then see the
-    # same batches and differ only by float32 rounding.
-    configs = demo.neurst_configs(work, corpus, "tiny", STEPS, dropout=0.0, summary_steps=20,
-                                  shuffle_buffer=0)
-    init = demo.make_initial_checkpoint(configs["train"], os.path.join(work, "init"))
-    trained = {name: demo.train(name, name == "accelerated", configs, work, init)
-               for name in ("accelerated", "native")}
-    # NeurST's own sensitivity to rounding: native again with oneDNN's GEMMs
-    # off (other, equally valid float32 rounding).
-    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    try:
-        trained["native_rounded"] = demo.train("native_rounded", False, configs, work, init)
-    finally:
-        del os.environ["TF_ENABLE_ONEDNN_OPTS"]
-    return configs, trained
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTHONPATH", subprocess_env(work)["PYTHONPATH"])  # the demo's NeurST runs
+        corpus = demo_corpus.neurst_corpus(os.path.join(work, "data"), generated=True)
+        # Dropout off and NeurST's unseeded shuffle off: the two runs then see
+        # the same batches and differ only by float32 rounding.
+        configs = demo.neurst_configs(work, corpus, "tiny", STEPS, dropout=0.0,
+                                      summary_steps=20, shuffle_buffer=0)
+        init = demo.make_initial_checkpoint(configs["train"], os.path.join(work, "init"))
+        trained = {name: demo.train(name, name == "accelerated", configs, work, init)
+                   for name in ("accelerated", "native")}
+        # NeurST's own sensitivity to rounding: native again with oneDNN's
+        # GEMMs off (other, equally valid float32 rounding).
+        with pytest.MonkeyPatch.context() as rounding:
+            rounding.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+            trained["native_rounded"] = demo.train("native_rounded", False, configs, work, init)
+        yield configs, trained
 
 
 def test_losses_track(runs):

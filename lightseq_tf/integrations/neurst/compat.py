@@ -152,4 +152,4 @@ class NeurSTImports:
         module = builtins.__import__(self._rename(name), globals, locals, fromlist, level)
         # `from M import a` binds attributes of M; `import M.x` binds the top package.
         return self._overlays.get(module.__name__ if fromlist else module.__name__.split(".")[0],
-                                  module) if self._overlays else module
+                                  module)

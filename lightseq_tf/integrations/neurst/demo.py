@@ -118,7 +118,7 @@ def _run(cmd, env, log_path, show):
 
 
 def _hook_line(line):
-    return line.strip() if line.startswith("lightseq_tf:") or "lightseq_tf: " in line else None
+    return line.strip() if "lightseq_tf: " in line else None
 
 
 def make_initial_checkpoint(train_yml, out_dir):

@@ -70,6 +70,7 @@ both sides the same way), so the BLEU is the usual detokenised one.
 """
 import argparse
 import collections
+import functools
 import glob
 import hashlib
 import heapq
@@ -164,13 +165,14 @@ _TRAILING_PUNCT = re.compile(r"[\s.:!?\u2026]+$")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # Invisible format characters: soft hyphen, zero widths, bidi marks, BOM.
 _INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_NORMALIZERS = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _normalizer(lang):
-    if lang not in _NORMALIZERS:
-        _NORMALIZERS[lang] = MosesPunctNormalizer(lang=lang)
-    return _NORMALIZERS[lang]
+    return MosesPunctNormalizer(lang=lang)
+
+
+@functools.lru_cache(maxsize=None)
+def _tokenizer(lang):
+    return MosesTokenizer(lang=lang)
 
 
 def _normalize(text, lang):
@@ -250,7 +252,6 @@ def split_dev(pairs, dev_size=500, seed=0):
 
 # Tokenisation and BPE -----------------------------------------------------
 
-_TOKENIZERS = {}
 
 
 def moses_tokenize(text, lang):
@@ -261,9 +262,7 @@ def moses_tokenize(text, lang):
     text = _normalizer(lang).normalize(text)
     for suffix in ("s", "ve", "m", "t", "re"):
         text = text.replace("' %s " % suffix, "'%s " % suffix)
-    if lang not in _TOKENIZERS:
-        _TOKENIZERS[lang] = MosesTokenizer(lang=lang)
-    return _TOKENIZERS[lang].tokenize(" ".join(text.split()), aggressive_dash_splits=True,
+    return _tokenizer(lang).tokenize(" ".join(text.split()), aggressive_dash_splits=True,
                                       return_str=True, escape=False)
 
 
