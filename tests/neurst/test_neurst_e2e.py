@@ -53,11 +53,20 @@ def test_losses_track(runs):
 
 
 def test_checkpoints_decode_the_same_both_ways(runs):
+    """Each run's checkpoint decoded by both modes. The two float32
+    implementations round differently, and a tiny model's beam search has
+    near-ties (observed over five runs: 0 to 2 sentences of 500 flip one word,
+    e.g. "Achtundsiebzig"/"Einundsiebzig"), so: at most 1 % of the
+    hypotheses may differ and corpus BLEU within 0.5. A checkpoint that did
+    not load (names) or a wrong decoder would change most of them."""
     configs, trained = runs
     for name in ("accelerated", "native"):
         run = trained[name]
         by_acc = demo.decode(run["model_dir"], True, configs, "by_accelerated")
         by_nat = demo.decode(run["model_dir"], False, configs, "by_native")
-        assert len(by_acc["hypotheses"]) > 50
-        assert by_acc["hypotheses"] == by_nat["hypotheses"], name
-        assert by_acc["bleu"] == by_nat["bleu"]
+        n = len(by_nat["hypotheses"])
+        assert len(by_acc["hypotheses"]) == n > 50
+        differ = [(a, b) for a, b in zip(by_acc["hypotheses"], by_nat["hypotheses"]) if a != b]
+        print(name, "checkpoint: %d of %d hypotheses differ" % (len(differ), n), differ[:3])
+        assert len(differ) <= 0.01 * n, (name, differ)
+        assert abs(by_acc["bleu"] - by_nat["bleu"]) <= 0.5, (name, by_acc["bleu"], by_nat["bleu"])
