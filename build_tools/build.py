@@ -108,10 +108,14 @@ def sources():
     rel = lambda ps: sorted(os.path.relpath(p, ROOT) for p in ps)
     cc = rel(glob.glob(os.path.join(ROOT, "cc", "**", "*.cc"), recursive=True))
     cu = rel(glob.glob(os.path.join(ROOT, "cuda", "kernels", "*.cu")))
+    # cuda/layers' host orchestration (GPU builds only); its GEMMs run on TF's
+    # BLAS, so the harness's cuBLAS backend stays out of the op library.
+    layers = rel(p for p in glob.glob(os.path.join(ROOT, "cuda", "layers", "*.cc"))
+                 if os.path.basename(p) != "cublas_gemm.cc")
     headers = glob.glob(os.path.join(ROOT, "cc", "**", "*.h"), recursive=True) + \
         glob.glob(os.path.join(ROOT, "cuda", "**", "*.h"), recursive=True) + \
         glob.glob(os.path.join(ROOT, "cuda", "**", "*.cuh"), recursive=True)
-    return cc, cu, headers
+    return cc, cu, layers, headers
 
 
 def _run(cmd, what):
@@ -130,7 +134,7 @@ def build(out_path, build_dir=None, verbose=True):
     nvcc = find_nvcc()
     build_dir = build_dir or os.path.join(ROOT, "build", "ops")
     os.makedirs(build_dir, exist_ok=True)
-    cc, cu, headers = sources()
+    cc, cu, layers, headers = sources()
     newest_header = max([os.path.getmtime(h) for h in headers] + [0])
 
     cxx = os.environ.get("CXX", "g++")
@@ -152,7 +156,7 @@ def build(out_path, build_dir=None, verbose=True):
             cmd = [nvcc, "-O3", "-std=c++17", "-Xcompiler", "-fPIC", "-I" + os.path.join(ROOT, "cuda", "include"),
                    "-c", src, "-o", obj] + gencode
             jobs.append((cmd, obj, src))
-    for src in cc:
+    for src in cc + (layers if nvcc else []):
         obj = os.path.join(build_dir, src.replace("/", "_") + ("_gpu" if nvcc else "") + ".o")
         jobs.append(([cxx] + cxxflags + ["-c", src, "-o", obj], obj, src))
 

@@ -22,17 +22,6 @@ enum class Kind { kDropout, kBiasDropoutResidual, kBiasActDropout };
 
 namespace {
 
-absl::Status ParseActivation(const std::string& name, lightseq::Activation* act) {
-  for (auto a : {lightseq::Activation::kRelu, lightseq::Activation::kGelu,
-                 lightseq::Activation::kGeluTanh}) {
-    if (name == lightseq::activation_name(a)) {
-      *act = a;
-      return absl::OkStatus();
-    }
-  }
-  return errors::InvalidArgument("activation must be relu, gelu or gelu_tanh, got ", name);
-}
-
 // x: [..., H] (rank >= 1) against bias: [H] and, if given, residual: x's shape.
 absl::Status CheckBias(const Tensor& x, const Tensor& bias, const Tensor* residual,
                        int64_t* rows, int64_t* hidden) {

@@ -8,6 +8,7 @@
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/framework/types.h"
 
+#include "lightseq/activation.h"
 #include "lightseq/dtype.h"
 
 namespace lightseq_tf {
@@ -67,6 +68,18 @@ inline absl::Status CheckDropoutRate(float rate) {
   if (!(rate >= 0.f && rate < 1.f))
     return tensorflow::errors::InvalidArgument("rate must be in [0, 1), got ", rate);
   return absl::OkStatus();
+}
+
+// The `activation` attribute of our ops (relu | gelu | gelu_tanh).
+inline absl::Status ParseActivation(const std::string& name, lightseq::Activation* act) {
+  for (auto a : {lightseq::Activation::kRelu, lightseq::Activation::kGelu,
+                 lightseq::Activation::kGeluTanh}) {
+    if (name == lightseq::activation_name(a)) {
+      *act = a;
+      return absl::OkStatus();
+    }
+  }
+  return errors::InvalidArgument("activation must be relu, gelu or gelu_tanh, got ", name);
 }
 
 // The stateless dropout seed: a scalar int64 tensor (in host memory).

@@ -1,10 +1,12 @@
-// Harness bindings of the encoder layer (lightseq/encoder_layer.h). One
-// cuBLAS handle per process (the harness is single-threaded). Compiled out
-// where the toolkit has no cuBLAS (LIGHTSEQ_NO_CUBLAS, see build_harness.sh).
+// Harness bindings of the encoder layer (lightseq/encoder_layer.h) with the
+// cuBLAS GEMM backend: one handle per process (the harness is single-threaded).
+// Compiled out where the toolkit has no cuBLAS (LIGHTSEQ_NO_CUBLAS, see
+// build_harness.sh).
 #ifndef LIGHTSEQ_NO_CUBLAS
 #include <vector>
 
 #include "harness.h"
+#include "lightseq/cublas_gemm.h"
 #include "lightseq/encoder_layer.h"
 
 namespace harness {
@@ -18,6 +20,13 @@ cublasHandle_t handle() {
     return x;
   }();
   return h;
+}
+
+// The harness's GEMM backend on `stream`.
+lightseq::CublasGemm gemm_on(std::uintptr_t stream) {
+  lightseq::CublasGemm g(handle(), ptr<cudaStream_t>(stream));
+  check(g.status(), "cublasSetStream");
+  return g;
 }
 
 lightseq::EncoderLayerConfig config(int64_t batch, int64_t seq_len, int64_t hidden, int64_t heads,
@@ -55,7 +64,7 @@ void bind_encoder_layer(py::module_& m) {
                     config(batch, seq_len, hidden, heads, ffn, pre_ln, act, attn_dropout,
                            act_dropout, hidden_dropout, epsilon),
                     params(w), ptr<const void*>(x), ptr<const int32_t*>(lengths), ptr<void*>(y),
-                    seed, ptr<void*>(saved), ptr<void*>(workspace), handle(),
+                    seed, ptr<void*>(saved), ptr<void*>(workspace), gemm_on(stream),
                     ptr<cudaStream_t>(stream)),
                 "encoder_layer_fwd");
         });
@@ -72,7 +81,7 @@ void bind_encoder_layer(py::module_& m) {
                            act_dropout, hidden_dropout, epsilon),
                     params(w), ptr<const void*>(x), ptr<const int32_t*>(lengths),
                     ptr<const void*>(dy), ptr<void*>(dx), params(grads), seed,
-                    ptr<const void*>(saved), ptr<void*>(workspace), handle(),
+                    ptr<const void*>(saved), ptr<void*>(workspace), gemm_on(stream),
                     ptr<cudaStream_t>(stream)),
                 "encoder_layer_bwd");
         });

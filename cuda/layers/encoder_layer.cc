@@ -1,6 +1,7 @@
-// Encoder layer orchestration: cuBLAS GEMMs (float32 accumulation) between
-// the fused kernels; every buffer comes from the caller's `saved` and
-// `workspace` (see encoder_layer.h for the math and the dropout streams).
+// Encoder layer orchestration: GEMMs through the caller's lightseq::Gemm
+// (float32 accumulation) between the fused kernels; every buffer comes from
+// the caller's `saved` and `workspace` (see encoder_layer.h for the math and
+// the dropout streams).
 #include "lightseq/encoder_layer.h"
 
 #include <algorithm>
@@ -15,57 +16,8 @@
 namespace lightseq {
 namespace {
 
-// Hands out 256-byte aligned pieces of one buffer; with a null base it only
-// counts, which is how the *_bytes functions size the buffers.
-class Arena {
- public:
-  explicit Arena(void* base) : base_(static_cast<char*>(base)) {}
-  void* take(size_t bytes) {
-    char* p = base_ ? base_ + used_ : nullptr;
-    used_ += (bytes + 255) & ~size_t{255};
-    return p;
-  }
-  size_t used() const { return used_; }
-
- private:
-  char* base_;
-  size_t used_ = 0;
-};
-
-struct Dims {
-  int64_t T, H, F, A;  // tokens, hidden, ffn, attention scores (B * heads * L * L)
-  size_t es;           // element size
-};
-
-Dims dims(DType dtype, const EncoderLayerConfig& c) {
-  const int64_t T = c.batch * c.seq_len;
-  return {T, c.hidden, c.ffn, c.batch * c.heads * c.seq_len * c.seq_len,
-          static_cast<size_t>(dtype_size(dtype))};
-}
-
-// What the forward keeps (pointers into `saved`).
-struct Saved {
-  void *a_in, *qkv, *scores, *probs, *ctx_m, *x1, *pre1, *ffn_in, *ffn_pre, *ffn_act, *pre2;
-  float *m1, *r1, *m2, *r2;
-};
-
-Saved carve_saved(Arena& a, const Dims& d, bool pre_ln) {
-  Saved s{};
-  const size_t th = d.T * d.H * d.es;
-  s.a_in = pre_ln ? a.take(th) : nullptr;
-  s.qkv = a.take(3 * th);
-  s.scores = a.take(d.A * d.es);
-  s.probs = a.take(d.A * d.es);
-  s.ctx_m = a.take(th);
-  s.x1 = a.take(th);
-  s.pre1 = pre_ln ? nullptr : a.take(th);
-  s.ffn_in = pre_ln ? a.take(th) : nullptr;
-  s.ffn_pre = a.take(d.T * d.F * d.es);
-  s.ffn_act = a.take(d.T * d.F * d.es);
-  s.pre2 = pre_ln ? nullptr : a.take(th);
-  for (float** p : {&s.m1, &s.r1, &s.m2, &s.r2}) *p = static_cast<float*>(a.take(4 * d.T));
-  return s;
-}
+using Dims = EncoderDims;
+using Saved = EncoderSaved;
 
 // Scratch of both directions (the backward's superset).
 struct Scratch {
@@ -106,34 +58,15 @@ Scratch carve_scratch(Arena& a, DType dtype, const Dims& d) {
   return s;
 }
 
-cudaDataType_t cuda_type(DType t) {
-  switch (t) {
-    case DType::kFloat16: return CUDA_R_16F;
-    case DType::kBFloat16: return CUDA_R_16BF;
-    default: return CUDA_R_32F;
-  }
-}
-
-cudaError_t from_cublas(cublasStatus_t s) {
-  return s == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorUnknown;
-}
-
-// Row-major C[M, N] = op(A)[M, K] op(B)[K, N] (+ beta C), `batch` times with
-// strides; lda / ldb are the stored row lengths. cuBLAS is column-major, so
-// this computes C^T = op(B)^T op(A)^T.
-struct Gemm {
-  cublasHandle_t h;
+// Row-major GEMMs of one dtype through the caller's backend.
+struct RowGemm {
+  const Gemm& backend;
   DType dtype;
   cudaError_t operator()(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A,
                          int64_t lda, int64_t sa, const void* B, int64_t ldb, int64_t sb,
                          void* C, int64_t sc, int64_t batch = 1, float beta = 0.f) const {
-    const float alpha = 1.f;
-    const cudaDataType_t t = cuda_type(dtype);
-    return from_cublas(cublasGemmStridedBatchedEx(
-        h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(N),
-        static_cast<int>(M), static_cast<int>(K), &alpha, B, t, static_cast<int>(ldb), sb, A, t,
-        static_cast<int>(lda), sa, &beta, C, t, static_cast<int>(N), sc,
-        static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return backend.run(dtype, row_major_gemm(ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, sc,
+                                             batch, beta));
   }
 };
 
@@ -143,59 +76,43 @@ struct Gemm {
     if (e_ != cudaSuccess) return e_;         \
   } while (0)
 
-bool valid(const EncoderLayerConfig& c) {
-  return c.batch >= 1 && c.seq_len >= 1 && c.hidden >= 1 && c.heads >= 1 &&
-         c.hidden % c.heads == 0 && c.ffn >= 1 && c.epsilon > 0.f && c.attn_dropout >= 0.f &&
-         c.attn_dropout < 1.f && c.act_dropout >= 0.f && c.act_dropout < 1.f &&
-         c.hidden_dropout >= 0.f && c.hidden_dropout < 1.f;
-}
-
 // Everything both directions derive from the config and the two buffers.
 struct Plan {
   Dims d;
   Saved s;
   Scratch k;
-  Gemm gemm;
+  RowGemm gemm;
   int H;
   int64_t T, L, dh, BH;  // tokens, length, head size, batch * heads
   SoftmaxShape sm;
   float scale;           // softmax scale 1 / sqrt(head size)
 };
 
-cudaError_t make_plan(DType dtype, const EncoderLayerConfig& c, void* saved, void* workspace,
-                      cublasHandle_t cublas, cudaStream_t stream, Plan* p) {
-  if (!valid(c)) return cudaErrorInvalidValue;
-  if (cublasSetStream(cublas, stream) != CUBLAS_STATUS_SUCCESS) return cudaErrorUnknown;
-  const Dims d = dims(dtype, c);
+Plan make_plan(DType dtype, const EncoderLayerConfig& c, void* saved, void* workspace,
+               const Gemm& gemm) {
+  const Dims d = encoder_dims(dtype, c);
   Arena sa(saved), wa(workspace);
   const int64_t dh = c.hidden / c.heads;
-  *p = Plan{d, carve_saved(sa, d, c.pre_ln), carve_scratch(wa, dtype, d), Gemm{cublas, dtype},
-            static_cast<int>(d.H), d.T, c.seq_len, dh, c.batch * c.heads,
-            SoftmaxShape{c.batch, c.heads, c.seq_len, c.seq_len},
-            1.f / sqrtf(static_cast<float>(dh))};
-  return cudaSuccess;
+  return Plan{d, carve_encoder_saved(sa, d, c.pre_ln), carve_scratch(wa, dtype, d),
+              RowGemm{gemm, dtype}, static_cast<int>(d.H), d.T, c.seq_len, dh,
+              c.batch * c.heads, SoftmaxShape{c.batch, c.heads, c.seq_len, c.seq_len},
+              1.f / sqrtf(static_cast<float>(dh))};
 }
 
 }  // namespace
 
-size_t encoder_layer_saved_bytes(DType dtype, const EncoderLayerConfig& c) {
-  Arena a(nullptr);
-  carve_saved(a, dims(dtype, c), c.pre_ln);
-  return a.used();
-}
-
 size_t encoder_layer_workspace_bytes(DType dtype, const EncoderLayerConfig& c) {
   Arena a(nullptr);
-  carve_scratch(a, dtype, dims(dtype, c));
+  carve_scratch(a, dtype, encoder_dims(dtype, c));
   return a.used();
 }
 
 cudaError_t encoder_layer_fwd(DType dtype, const EncoderLayerConfig& c,
                               const EncoderLayerParams& w, const void* x,
                               const int32_t* lengths, void* y, uint64_t seed, void* saved,
-                              void* workspace, cublasHandle_t cublas, cudaStream_t stream) {
-  Plan p;
-  LS_TRY(make_plan(dtype, c, saved, workspace, cublas, stream, &p));
+                              void* workspace, const Gemm& backend, cudaStream_t stream) {
+  if (!encoder_layer_config_valid(c)) return cudaErrorInvalidValue;
+  const Plan p = make_plan(dtype, c, saved, workspace, backend);
   const auto& [d, s, k, gemm, H, T, L, dh, BH, sm, scale] = p;
   const HeadsShape qkv_shape{3, c.batch, c.seq_len, c.heads, dh};
 
@@ -255,9 +172,9 @@ cudaError_t encoder_layer_bwd(DType dtype, const EncoderLayerConfig& c,
                               const EncoderLayerParams& w, const void* x,
                               const int32_t* lengths, const void* dy, void* dx,
                               const EncoderLayerParams& g, uint64_t seed, const void* saved,
-                              void* workspace, cublasHandle_t cublas, cudaStream_t stream) {
-  Plan p;
-  LS_TRY(make_plan(dtype, c, const_cast<void*>(saved), workspace, cublas, stream, &p));
+                              void* workspace, const Gemm& backend, cudaStream_t stream) {
+  if (!encoder_layer_config_valid(c)) return cudaErrorInvalidValue;
+  const Plan p = make_plan(dtype, c, const_cast<void*>(saved), workspace, backend);
   const auto& [d, s, k, gemm, H, T, L, dh, BH, sm, scale] = p;
   void* ws = k.kernel_ws;
   LS_TRY(cudaMemsetAsync(k.zeros, 0, std::max(3 * d.H, d.F) * d.es, stream));

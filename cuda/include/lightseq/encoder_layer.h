@@ -1,6 +1,6 @@
-// Transformer encoder layer, forward and backward, as two calls: cuBLAS GEMMs
-// plus the fused kernels of this library over caller-given memory (no
-// allocation here). Same math, variable layout and dropout streams as
+// Transformer encoder layer, forward and backward, as two calls: GEMMs
+// through lightseq::Gemm plus the fused kernels of this library over
+// caller-given memory (no allocation here). Same math, variable layout and dropout streams as
 // lightseq_tf.LSTransformerEncoderLayer (NeurST's TransformerEncoderLayer):
 //   pre-LN:  x1 = x + drop1(LN1(x) Wqkv .. attention .. Wo + bo)
 //            y  = x1 + drop3(act_drop2(LN2(x1) W1 + b1) W2 + b2)
@@ -15,43 +15,28 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#include "lightseq/activation.h"
-#include "lightseq/dtype.h"
+#include "lightseq/encoder_layer_layout.h"
+#include "lightseq/gemm.h"
 
 namespace lightseq {
 
-struct EncoderLayerConfig {
-  int64_t batch, seq_len, hidden, heads, ffn;
-  bool pre_ln;
-  Activation act;
-  float attn_dropout, act_dropout, hidden_dropout;
-  float epsilon;
-};
-
-// The twelve parameters (and, for the backward, their gradients).
-struct EncoderLayerParams {
-  void *ln1_gamma, *ln1_beta, *qkv_kernel, *qkv_bias, *out_kernel, *out_bias;
-  void *ln2_gamma, *ln2_beta, *ffn1_kernel, *ffn1_bias, *ffn2_kernel, *ffn2_bias;
-};
-
-// `saved`: what the forward keeps for the backward (activations of this
-// call); `workspace`: scratch of either call. Both 256-byte aligned.
-size_t encoder_layer_saved_bytes(DType dtype, const EncoderLayerConfig& c);
+// `saved` (encoder_layer_saved_bytes, encoder_layer_layout.h): what the
+// forward keeps for the backward; `workspace`: scratch of either call. Both
+// 256-byte aligned. `gemm` runs on `stream`.
 size_t encoder_layer_workspace_bytes(DType dtype, const EncoderLayerConfig& c);
 
 cudaError_t encoder_layer_fwd(DType dtype, const EncoderLayerConfig& c,
                               const EncoderLayerParams& w, const void* x,
                               const int32_t* lengths, void* y, uint64_t seed, void* saved,
-                              void* workspace, cublasHandle_t cublas, cudaStream_t stream);
+                              void* workspace, const Gemm& gemm, cudaStream_t stream);
 
 // dx and every gradient in `grads` are written (not accumulated).
 cudaError_t encoder_layer_bwd(DType dtype, const EncoderLayerConfig& c,
                               const EncoderLayerParams& w, const void* x,
                               const int32_t* lengths, const void* dy, void* dx,
                               const EncoderLayerParams& grads, uint64_t seed, const void* saved,
-                              void* workspace, cublasHandle_t cublas, cudaStream_t stream);
+                              void* workspace, const Gemm& gemm, cudaStream_t stream);
 
 }  // namespace lightseq

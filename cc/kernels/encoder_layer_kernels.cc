@@ -1,0 +1,253 @@
+// OpKernels for LightseqEncoderLayer / LightseqEncoderLayerGrad: validate,
+// allocate `saved` (an output) and the workspace (a temporary) through TF,
+// then run the CPU twin or cuda/layers/encoder_layer.cc on TF's stream and BLAS.
+#define EIGEN_USE_THREADS
+#include <array>
+#include <cmath>
+#include <string>
+
+#include "cc/kernels/cpu/encoder_layer_cpu.h"
+#include "cc/kernels/tf_glue.h"
+#include "lightseq/encoder_layer_layout.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/tensor.h"
+#if GOOGLE_CUDA
+#include "cc/kernels/tf_blas_gemm.h"
+#include "lightseq/encoder_layer.h"
+#endif
+
+namespace lightseq_tf {
+
+namespace {
+
+constexpr std::array<const char*, 12> kParamNames = {
+    "ln1_gamma", "ln1_beta",  "qkv_kernel",  "qkv_bias",  "out_kernel",  "out_bias",
+    "ln2_gamma", "ln2_beta",  "ffn1_kernel", "ffn1_bias", "ffn2_kernel", "ffn2_bias"};
+
+// x [B, L, H], lengths [B] and the twelve parameters from input `first`;
+// fills the config's shape fields.
+absl::Status CheckInputs(OpKernelContext* ctx, int x_index, int first, bool check_lengths,
+                         lightseq::EncoderLayerConfig* c) {
+  const Tensor& x = ctx->input(x_index);
+  const Tensor& lengths = ctx->input(x_index + 1);
+  if (x.dims() != 3)
+    return errors::InvalidArgument("x must have rank 3 [batch, length, hidden], got ",
+                                   ShapeStr(x.shape()));
+  c->batch = x.dim_size(0);
+  c->seq_len = x.dim_size(1);
+  c->hidden = x.dim_size(2);
+  if (c->hidden % c->heads != 0)
+    return errors::InvalidArgument("hidden size ", c->hidden, " (x's last dimension) must be ",
+                                   "divisible by heads = ", c->heads);
+  const Tensor& ffn1 = ctx->input(first + 8);
+  if (ffn1.dims() != 2)
+    return errors::InvalidArgument("ffn1_kernel must have rank 2 [hidden, ffn], got ",
+                                   ShapeStr(ffn1.shape()));
+  c->ffn = ffn1.dim_size(1);
+  const int64_t H = c->hidden, F = c->ffn;
+  const std::array<TensorShape, 12> want = {
+      TensorShape({H}),    TensorShape({H}), TensorShape({H, 3 * H}), TensorShape({3 * H}),
+      TensorShape({H, H}), TensorShape({H}), TensorShape({H}),        TensorShape({H}),
+      TensorShape({H, F}), TensorShape({F}), TensorShape({F, H}),     TensorShape({H})};
+  for (int i = 0; i < 12; ++i)
+    if (ctx->input(first + i).shape() != want[i])
+      return errors::InvalidArgument(kParamNames[i], " must have shape ", ShapeStr(want[i]),
+                                     " (hidden ", H, ", ffn ", F, "), got ",
+                                     ShapeStr(ctx->input(first + i).shape()));
+  if (lengths.dims() != 1 || lengths.dim_size(0) != c->batch)
+    return errors::InvalidArgument("lengths must have shape [", c->batch, "] (batch), got ",
+                                   ShapeStr(lengths.shape()));
+  if (check_lengths) {
+    const int32_t* l = Ptr<int32_t>(lengths);
+    for (int64_t b = 0; b < c->batch; ++b)
+      if (l[b] < 0 || l[b] > c->seq_len)
+        return errors::InvalidArgument("lengths[", b, "] = ", l[b], " is outside [0, ",
+                                       c->seq_len, "] (x's length)");
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
+lightseq::EncoderLayerParams Params(OpKernelContext* ctx, int first) {
+  auto p = [&](int i) { return const_cast<T*>(Ptr<T>(ctx->input(first + i))); };
+  return {p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11)};
+}
+
+template <typename Device, typename T>
+struct EncoderLaunch;
+
+template <typename T>
+struct EncoderLaunch<CPUDevice, T> {
+  static constexpr bool kCheckLengths = true;
+  static size_t WorkspaceBytes(const lightseq::EncoderLayerConfig& c) {
+    return EncoderLayerCpuWorkspaceBytes(sizeof(T), c);
+  }
+  static void Forward(OpKernelContext* ctx, const lightseq::EncoderLayerConfig& c,
+                      const lightseq::EncoderLayerParams& w, const T* x, const int32_t* lengths,
+                      T* y, uint64_t seed, void* saved, void* ws) {
+    EncoderLayerForwardCpu<T>(CpuPool(ctx), c, w, x, lengths, y, seed, saved, ws);
+  }
+  static void Backward(OpKernelContext* ctx, const lightseq::EncoderLayerConfig& c,
+                       const lightseq::EncoderLayerParams& w, const T* x,
+                       const int32_t* lengths, const T* dy, T* dx,
+                       const lightseq::EncoderLayerParams& g, uint64_t seed, const void* saved,
+                       void* ws) {
+    EncoderLayerBackwardCpu<T>(CpuPool(ctx), c, w, x, lengths, dy, dx, g, seed, saved, ws);
+  }
+};
+
+#if GOOGLE_CUDA
+// Lengths stay on the device (no sync to check them): the softmax clamps them
+// to [0, L], which never reads out of bounds.
+template <typename T>
+struct EncoderLaunch<GPUDevice, T> {
+  static constexpr bool kCheckLengths = false;
+  static size_t WorkspaceBytes(const lightseq::EncoderLayerConfig& c) {
+    return lightseq::encoder_layer_workspace_bytes(CudaDType<T>::value, c);
+  }
+  static void Forward(OpKernelContext* ctx, const lightseq::EncoderLayerConfig& c,
+                      const lightseq::EncoderLayerParams& w, const T* x, const int32_t* lengths,
+                      T* y, uint64_t seed, void* saved, void* ws) {
+    const TfBlasGemm gemm(ctx);
+    OP_REQUIRES_OK(ctx, gemm.Available());
+    const cudaError_t e = lightseq::encoder_layer_fwd(CudaDType<T>::value, c, w, x, lengths, y,
+                                                      seed, saved, ws, gemm,
+                                                      ctx->eigen_gpu_device().stream());
+    OP_REQUIRES_OK(ctx, gemm.last_error());
+    LIGHTSEQ_OP_REQUIRES_CUDA(ctx, e, "lightseq::encoder_layer_fwd");
+  }
+  static void Backward(OpKernelContext* ctx, const lightseq::EncoderLayerConfig& c,
+                       const lightseq::EncoderLayerParams& w, const T* x,
+                       const int32_t* lengths, const T* dy, T* dx,
+                       const lightseq::EncoderLayerParams& g, uint64_t seed, const void* saved,
+                       void* ws) {
+    const TfBlasGemm gemm(ctx);
+    OP_REQUIRES_OK(ctx, gemm.Available());
+    const cudaError_t e = lightseq::encoder_layer_bwd(CudaDType<T>::value, c, w, x, lengths, dy,
+                                                      dx, g, seed, saved, ws, gemm,
+                                                      ctx->eigen_gpu_device().stream());
+    OP_REQUIRES_OK(ctx, gemm.last_error());
+    LIGHTSEQ_OP_REQUIRES_CUDA(ctx, e, "lightseq::encoder_layer_bwd");
+  }
+};
+#endif  // GOOGLE_CUDA
+
+}  // namespace
+
+class EncoderLayerAttrs {
+ protected:
+  explicit EncoderLayerAttrs(OpKernelConstruction* ctx) : c_{} {
+    int heads;
+    std::string act;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("heads", &heads));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("pre_ln", &c_.pre_ln));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &act));
+    OP_REQUIRES_OK(ctx, ParseActivation(act, &c_.act));
+    c_.heads = heads;
+    for (auto [name, rate] : {std::pair{"attn_dropout", &c_.attn_dropout},
+                              {"act_dropout", &c_.act_dropout},
+                              {"hidden_dropout", &c_.hidden_dropout}}) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr(name, rate));
+      OP_REQUIRES(ctx, *rate >= 0.f && *rate < 1.f,
+                  errors::InvalidArgument(name, " must be in [0, 1), got ", *rate));
+    }
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &c_.epsilon));
+    OP_REQUIRES(ctx, std::isfinite(c_.epsilon) && c_.epsilon > 0.f,
+                errors::InvalidArgument("epsilon must be finite and > 0, got ", c_.epsilon));
+  }
+  lightseq::EncoderLayerConfig c_;
+};
+
+template <typename Device, typename T>
+class EncoderLayerOp : public OpKernel, EncoderLayerAttrs {
+ public:
+  explicit EncoderLayerOp(OpKernelConstruction* ctx) : OpKernel(ctx), EncoderLayerAttrs(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    using Launch = EncoderLaunch<Device, T>;
+    lightseq::EncoderLayerConfig c = c_;
+    OP_REQUIRES_OK(ctx, CheckInputs(ctx, 0, 3, Launch::kCheckLengths, &c));
+    uint64_t seed;
+    OP_REQUIRES_OK(ctx, ReadSeed(ctx->input(2), &seed));
+    const Tensor& x = ctx->input(0);
+    Tensor *y, *saved;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &y));
+    const bool empty = x.NumElements() == 0;
+    const int64_t saved_bytes =
+        empty ? 0 : lightseq::encoder_layer_saved_bytes(CudaDType<T>::value, c);
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({saved_bytes}), &saved));
+    if (empty) return;
+    Tensor ws;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_UINT8,
+                                           TensorShape({int64_t(Launch::WorkspaceBytes(c))}), &ws));
+    Launch::Forward(ctx, c, Params<T>(ctx, 3), Ptr<T>(x), Ptr<int32_t>(ctx->input(1)),
+                    MutPtr<T>(y), seed, MutPtr<uint8_t>(saved), MutPtr<uint8_t>(&ws));
+  }
+};
+
+template <typename Device, typename T>
+class EncoderLayerGradOp : public OpKernel, EncoderLayerAttrs {
+ public:
+  explicit EncoderLayerGradOp(OpKernelConstruction* ctx)
+      : OpKernel(ctx), EncoderLayerAttrs(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    using Launch = EncoderLaunch<Device, T>;
+    lightseq::EncoderLayerConfig c = c_;
+    OP_REQUIRES_OK(ctx, CheckInputs(ctx, 1, 4, Launch::kCheckLengths, &c));
+    uint64_t seed;
+    OP_REQUIRES_OK(ctx, ReadSeed(ctx->input(3), &seed));
+    const Tensor& dy = ctx->input(0);
+    const Tensor& x = ctx->input(1);
+    const Tensor& saved = ctx->input(16);
+    OP_REQUIRES(ctx, dy.shape() == x.shape(),
+                errors::InvalidArgument("dy must have the shape of x ", ShapeStr(x.shape()),
+                                        ", got ", ShapeStr(dy.shape())));
+    const bool empty = x.NumElements() == 0;
+    const int64_t saved_bytes =
+        empty ? 0 : lightseq::encoder_layer_saved_bytes(CudaDType<T>::value, c);
+    OP_REQUIRES(ctx, saved.dims() == 1 && saved.dim_size(0) == saved_bytes,
+                errors::InvalidArgument(
+                    "saved must be the forward's `saved` output for these shapes and attributes"
+                    " ([", saved_bytes, "] bytes), got ", ShapeStr(saved.shape())));
+    Tensor* dx;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
+    Tensor* grads[12];
+    for (int i = 0; i < 12; ++i)
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(1 + i, ctx->input(4 + i).shape(), &grads[i]));
+    if (empty) {  // no tokens: every parameter gradient is zero
+      for (Tensor* g : grads) g->flat<T>().device(ctx->eigen_device<Device>()) =
+          g->flat<T>().constant(T(0));
+      return;
+    }
+    Tensor ws;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_UINT8,
+                                           TensorShape({int64_t(Launch::WorkspaceBytes(c))}), &ws));
+    const lightseq::EncoderLayerParams g = {
+        MutPtr<T>(grads[0]), MutPtr<T>(grads[1]), MutPtr<T>(grads[2]),  MutPtr<T>(grads[3]),
+        MutPtr<T>(grads[4]), MutPtr<T>(grads[5]), MutPtr<T>(grads[6]),  MutPtr<T>(grads[7]),
+        MutPtr<T>(grads[8]), MutPtr<T>(grads[9]), MutPtr<T>(grads[10]), MutPtr<T>(grads[11])};
+    Launch::Backward(ctx, c, Params<T>(ctx, 4), Ptr<T>(x), Ptr<int32_t>(ctx->input(2)),
+                     Ptr<T>(dy), MutPtr<T>(dx), g, seed, Ptr<uint8_t>(saved),
+                     MutPtr<uint8_t>(&ws));
+  }
+};
+
+#define LIGHTSEQ_REGISTER(DEV, DEVICE, T, HOST)                                              \
+  REGISTER_KERNEL_BUILDER(                                                                   \
+      Name("LightseqEncoderLayer").Device(tensorflow::DEV).TypeConstraint<T>("T") HOST,      \
+      EncoderLayerOp<DEVICE, T>);                                                            \
+  REGISTER_KERNEL_BUILDER(                                                                   \
+      Name("LightseqEncoderLayerGrad").Device(tensorflow::DEV).TypeConstraint<T>("T") HOST,  \
+      EncoderLayerGradOp<DEVICE, T>);
+#define LIGHTSEQ_NO_HOST
+LIGHTSEQ_REGISTER(DEVICE_CPU, CPUDevice, float, LIGHTSEQ_NO_HOST)
+LIGHTSEQ_REGISTER(DEVICE_CPU, CPUDevice, Eigen::half, LIGHTSEQ_NO_HOST)
+LIGHTSEQ_REGISTER(DEVICE_CPU, CPUDevice, Eigen::bfloat16, LIGHTSEQ_NO_HOST)
+#if GOOGLE_CUDA
+LIGHTSEQ_REGISTER(DEVICE_GPU, GPUDevice, float, .HostMemory("seed"))
+LIGHTSEQ_REGISTER(DEVICE_GPU, GPUDevice, Eigen::half, .HostMemory("seed"))
+LIGHTSEQ_REGISTER(DEVICE_GPU, GPUDevice, Eigen::bfloat16, .HostMemory("seed"))
+#endif
+#undef LIGHTSEQ_REGISTER
+#undef LIGHTSEQ_NO_HOST
+
+}  // namespace lightseq_tf
