@@ -4,6 +4,7 @@
 #define EIGEN_USE_THREADS
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "cc/kernels/cpu/encoder_layer_cpu.h"
@@ -82,6 +83,9 @@ struct EncoderLaunch<CPUDevice, T> {
   static size_t WorkspaceBytes(const lightseq::EncoderLayerConfig& c) {
     return EncoderLayerCpuWorkspaceBytes(sizeof(T), c);
   }
+  static void Zero(OpKernelContext*, Tensor* t) {
+    std::memset(MutPtr<char>(t), 0, t->TotalBytes());
+  }
   static void Forward(OpKernelContext* ctx, const lightseq::EncoderLayerConfig& c,
                       const lightseq::EncoderLayerParams& w, const T* x, const int32_t* lengths,
                       T* y, uint64_t seed, void* saved, void* ws) {
@@ -104,6 +108,11 @@ struct EncoderLaunch<GPUDevice, T> {
   static constexpr bool kCheckLengths = false;
   static size_t WorkspaceBytes(const lightseq::EncoderLayerConfig& c) {
     return lightseq::encoder_layer_workspace_bytes(CudaDType<T>::value, c);
+  }
+  static void Zero(OpKernelContext* ctx, Tensor* t) {
+    LIGHTSEQ_OP_REQUIRES_CUDA(
+        ctx, cudaMemsetAsync(MutPtr<char>(t), 0, t->TotalBytes(), ctx->eigen_gpu_device().stream()),
+        "cudaMemsetAsync");
   }
   static void Forward(OpKernelContext* ctx, const lightseq::EncoderLayerConfig& c,
                       const lightseq::EncoderLayerParams& w, const T* x, const int32_t* lengths,
@@ -214,8 +223,7 @@ class EncoderLayerGradOp : public OpKernel, EncoderLayerAttrs {
     for (int i = 0; i < 12; ++i)
       OP_REQUIRES_OK(ctx, ctx->allocate_output(1 + i, ctx->input(4 + i).shape(), &grads[i]));
     if (empty) {  // no tokens: every parameter gradient is zero
-      for (Tensor* g : grads) g->flat<T>().device(ctx->eigen_device<Device>()) =
-          g->flat<T>().constant(T(0));
+      for (Tensor* g : grads) Launch::Zero(ctx, g);
       return;
     }
     Tensor ws;

@@ -102,7 +102,12 @@ REGISTER_OP("LightseqEncoderLayerGrad")
       for (int i = 0; i < 12; ++i) c->set_output(1 + i, c->input(4 + i));
       return absl::OkStatus();
     })
-    .Doc("Gradient of LightseqEncoderLayer: dx and the twelve parameter gradients.");
+    .Doc(R"doc(
+Gradient of LightseqEncoderLayer: dx and the twelve parameter gradients.
+`saved` must be the forward's output for the same inputs and attributes; its
+size is checked (reading it never goes out of bounds), its contents cannot be
+without a device-to-host copy on the GPU.
+)doc");
 
 #undef LIGHTSEQ_ENCODER_PARAMS
 #undef LIGHTSEQ_ENCODER_ATTRS

@@ -70,3 +70,16 @@ class ConfigMethod:
         if obj is None:
             return self.factory
         return lambda: cls.keras_config(obj)
+
+
+
+def placed_on_gpu():
+    """Whether ops created here run on a GPU: inside an explicit device scope,
+    that device; otherwise TF's default placement, which is the first GPU
+    when one is visible."""
+    if not tf.config.list_logical_devices("GPU"):
+        return False
+    # Eagerly, where an op goes now; in a graph, the enclosing tf.device
+    # scope ("" when none: default placement).
+    device = tf.zeros([]).device if tf.executing_eagerly() else tf.no_op().device
+    return not device or "GPU" in device.upper()

@@ -10,17 +10,20 @@ creates the same names and shapes, so checkpoints map one to one):
     ffn_prepost_wrapper/ffn/dense1/{kernel [H, F], bias [F]}
     ffn_prepost_wrapper/ffn/dense2/{kernel [F, H], bias [H]}
 
-This version composes the fused kernels (LayerNorm, QKV bias + head split,
-attention softmax + mask + dropout, head merge, bias + dropout + residual,
-bias + activation + dropout) with TensorFlow's GEMMs; the whole-layer
-forward/backward ops of the design (cuda/layers/encoder_layer.cc on the GPU,
-same dropout streams) replace the composition behind the same variables and
-call signature.
+On a GPU the layer is one op each way (lightseq_tf.ops.encoder_layer, the
+whole forward and the whole backward: cuda/layers/encoder_layer.cc on TF's
+stream and BLAS). On the CPU it composes the fused kernels with TF's MatMul:
+TF's CPU MatMul runs oneDNN, which a custom op cannot call, and the op's CPU
+twin over Eigen's GEMM is slower (benchmarks/results/cpu_neurst_layers.json:
+1.27x NeurST's layer composed, 0.9x as one op). Both paths compute the same
+function with the same dropout masks (tests/cpu/test_encoder_layer_op.py).
+`whole_layer_op` = "auto" (that rule), "always" or "never" overrides it.
 """
 import tensorflow as tf
 
 from lightseq_tf.layers import _keras
 from lightseq_tf.layers import _transformer as tr
+from lightseq_tf.ops.encoder_layer import encoder_layer
 
 
 @_keras.serializable
@@ -44,6 +47,8 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
         self.ffn_block.build(input_shape)
         self.built = True
 
+    whole_layer_op = "auto"
+
     def call(self, inputs, lengths=None, mask=None, training=None):
         x, checks = self._checked_input(inputs)
         with tf.control_dependencies(checks):
@@ -52,6 +57,15 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
         return _keras.by_training(training, lambda train: self._forward(x, lens, seed, train))
 
     def _forward(self, x, lengths, seed, train):
+        if self.whole_layer_op not in ("auto", "always", "never"):
+            raise ValueError("whole_layer_op must be auto, always or never, got %r"
+                             % (self.whole_layer_op,))
+        if self.whole_layer_op == "always" or (
+                self.whole_layer_op == "auto" and _keras.placed_on_gpu()):
+            return self._forward_op(x, lengths, seed, train)
+        return self._forward_composed(x, lengths, seed, train)
+
+    def _forward_composed(self, x, lengths, seed, train):
         sa = self.attention_block.parts["self_attention"]
 
         def attention(t, residual):
@@ -61,3 +75,20 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
 
         x1 = self._block(x, self.attention_block.parts["ln"], attention)
         return self._ffn(x1, self.ffn_block, seed + 2, train)
+
+    def _forward_op(self, x, lengths, seed, train):
+        c = self.config
+        attention, ffn = self.attention_block.parts, self.ffn_block.parts
+        sa, dense = attention["self_attention"].parts, ffn["ffn"].parts
+        params = dict(
+            ln1_gamma=attention["ln"].gamma, ln1_beta=attention["ln"].beta,
+            qkv_kernel=sa["qkv_transform"].kernel, qkv_bias=sa["qkv_transform"].bias,
+            out_kernel=sa["output_transform"].kernel, out_bias=sa["output_transform"].bias,
+            ln2_gamma=ffn["ln"].gamma, ln2_beta=ffn["ln"].beta,
+            ffn1_kernel=dense["dense1"].kernel, ffn1_bias=dense["dense1"].bias,
+            ffn2_kernel=dense["dense2"].kernel, ffn2_bias=dense["dense2"].bias)
+        rate = lambda r: r if train else 0.0
+        return encoder_layer(
+            x, lengths, {k: self._w(v) for k, v in params.items()}, c.nhead,
+            c.pre_layer_norm, c.activation_fn, rate(c.attn_prob_dropout_ratio),
+            rate(c.activation_dropout_ratio), rate(c.hidden_dropout_ratio), seed, self.epsilon)

@@ -1,7 +1,9 @@
 """LSTransformerEncoderLayer vs NeurST's TransformerEncoderLayer math written
 in native TF ops (einsum attention with an additive padding bias, Keras-style
 LayerNorm, dense FFN), same weights, dropout off: outputs and gradients of the
-input and of every variable."""
+input and of every variable. Every test runs both ways the layer computes:
+as the whole-layer op (what a GPU runs) and composed around TF's MatMul (the
+CPU's choice)."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,6 +19,12 @@ from tolerances import rel_err
 # across 0 moves its gradient by O(|dy|): bf16 (8 mantissa bits) reaches ~6 %
 # on the first FFN bias gradient, the sum of those flips over the tokens.
 TOL = {"float32": 2e-5, "mixed_float16": 1e-2, "mixed_bfloat16": 8e-2}
+
+
+@pytest.fixture(autouse=True, params=["always", "never"], ids=["whole_op", "composed"])
+def whole_layer_op(request, monkeypatch):
+    monkeypatch.setattr(lightseq_tf.LSTransformerEncoderLayer, "whole_layer_op", request.param)
+    return request.param
 
 
 def config(pre_ln, act, **kw):
