@@ -1,7 +1,9 @@
 """NeurST's own Transformer layers vs ours swapped in (what a NeurST user
 switches between), on CPU: fwd + bwd (input and every variable) in training
 mode with NeurST's dropouts (0.1) on both sides, float32, transformer-base,
-32 x 64 = 2048 tokens.
+32 x 64 = 2048 tokens. Our encoder is measured both ways it can compute:
+composed around TF's MatMul (what it does on a CPU) and as the whole-layer
+op's CPU twin (what the GPU path runs, forced here).
 
     TF_USE_LEGACY_KERAS=1 PYTHONPATH=. python benchmarks/cpu_neurst_layers.py
 """
@@ -58,6 +60,11 @@ def cases():
         ours = ours_cls.from_native(native_cls(name="ours_" + kind, **kw))
         out.append((kind + "_layer_base_neurst", [B, L, H], fwd_bwd(ours, args, kwargs, dy),
                     fwd_bwd(native, args, kwargs, dy)))
+        if kind == "encoder":  # the whole-layer op's CPU twin, forced (GPU's path)
+            whole = ours_cls.from_native(native_cls(name="whole_" + kind, **kw))
+            whole.whole_layer_op = "always"
+            out.append((kind + "_layer_base_neurst_whole_op", [B, L, H],
+                        fwd_bwd(whole, args, kwargs, dy), fwd_bwd(native, args, kwargs, dy)))
     return out
 
 

@@ -18,15 +18,20 @@ from report import chart, save, table
 RATE, SEED = 0.1, 1234
 
 
-def median_ms(fn, iters=20, warmup=3):
+def median_ms(*fns, iters=20, warmup=3):
+    """Median ms of each fn, the fns timed in turn within every iteration, so
+    that a slow phase of a shared machine hits all of them alike."""
     for _ in range(warmup):
-        fn()
-    ts = []
+        for fn in fns:
+            fn()
+    ts = [[] for _ in fns]
     for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(ts))
+        for fn, t in zip(fns, ts):
+            t0 = time.perf_counter()
+            fn()
+            t.append((time.perf_counter() - t0) * 1e3)
+    out = [float(np.median(t)) for t in ts]
+    return out[0] if len(fns) == 1 else out
 
 
 def native_dropout(x):
@@ -97,7 +102,7 @@ def measure_and_save(cases, name, title, out, iters=20):
     prints a table, saves <name>.json and a chart."""
     rows = []
     for case, shape, ours, native in cases:
-        o, n = median_ms(ours, iters=iters), median_ms(native, iters=iters)
+        o, n = median_ms(ours, native, iters=iters)
         rows.append({"name": case + "_fwd_bwd", "dtype": "float32", "shape": shape, "ours_ms": o,
                      "native_tf_ms": n, "speedup_vs_native": n / o,
                      "device": "CPU x%d threads, TF %s" % (os.cpu_count(), tf.__version__)})
