@@ -7,11 +7,11 @@ from lightseq_tf.ops import (  # noqa: E402
 from lightseq_tf import config  # noqa: E402
 from lightseq_tf.optimizers import LSAdam  # noqa: E402
 from lightseq_tf.layers import (  # noqa: E402
-    LSCrossEntropyLayer, LSTransformerDecoderLayer, LSTransformerEmbeddingLayer,
+    LSCrossEntropyLayer, LSTransformer, LSTransformerDecoderLayer, LSTransformerEmbeddingLayer,
     LSTransformerEncoderLayer)
 
 __all__ = [
     "attn_softmax", "bias_act_dropout", "bias_dropout_residual", "cross_entropy", "dropout",
     "embedding", "layer_norm", "merge_heads", "multi_tensor_adam", "split_heads", "config",
-    "LSCrossEntropyLayer", "LSTransformerDecoderLayer", "LSTransformerEmbeddingLayer",
+    "LSCrossEntropyLayer", "LSTransformer", "LSTransformerDecoderLayer", "LSTransformerEmbeddingLayer",
     "LSTransformerEncoderLayer", "LSAdam", "__version__"]

@@ -125,6 +125,80 @@ class CrossEntropyConfig:
         _local_rank(self.local_rank)
 
 
+@dataclasses.dataclass(frozen=True)
+class TransformerModelConfig:
+    """A whole encoder-decoder model (LightSeq's LSTransformer fields, plus how
+    embeddings are shared and the ids generation starts and stops with)."""
+    max_batch_tokens: int
+    max_seq_len: int
+    vocab_size: int
+    padding_idx: int
+    num_encoder_layer: int
+    num_decoder_layer: int
+    hidden_size: int
+    intermediate_size: int
+    nhead: int
+    attn_prob_dropout_ratio: float
+    activation_dropout_ratio: float
+    hidden_dropout_ratio: float
+    pre_layer_norm: bool
+    activation_fn: str
+    fp16: bool = False
+    local_rank: int = -1
+    src_vocab_size: int = 0         # 0: vocab_size (a joint vocabulary)
+    share_embeddings: bool = True   # one table for source and target (needs one vocabulary)
+    tie_output: bool = True         # output projection = target embedding table, transposed
+    label_smoothing: float = 0.1
+    eos_idx: int = 2
+    bos_idx: int = -1               # -1: eos_idx (fairseq's convention)
+
+    def __post_init__(self):
+        for f in ("vocab_size", "num_encoder_layer", "num_decoder_layer"):
+            _positive_int(f, getattr(self, f))
+        if isinstance(self.src_vocab_size, bool) or not isinstance(self.src_vocab_size, int) or \
+                self.src_vocab_size < 0:
+            raise ValueError("src_vocab_size must be an int >= 0 (0: vocab_size), got %r"
+                             % (self.src_vocab_size,))
+        for f in ("share_embeddings", "tie_output"):
+            _bool(f, getattr(self, f))
+        _ratio("label_smoothing", self.label_smoothing)
+        if self.share_embeddings and self.src_vocab_size not in (0, self.vocab_size):
+            raise ValueError("share_embeddings needs src_vocab_size == vocab_size (%d), got %d"
+                             % (self.vocab_size, self.src_vocab_size))
+        for f, low in (("padding_idx", 0), ("eos_idx", 0), ("bos_idx", -1)):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v < self.vocab_size:
+                raise ValueError("%s must be an int in [%d, vocab_size = %d), got %r"
+                                 % (f, low, self.vocab_size, v))
+        self.layer()  # the layer fields' own checks
+        self.embedding(source=True)
+
+    @property
+    def source_vocab_size(self):
+        return self.src_vocab_size or self.vocab_size
+
+    @property
+    def start_idx(self):
+        return self.eos_idx if self.bos_idx < 0 else self.bos_idx
+
+    def layer(self) -> TransformerConfig:
+        names = {f.name for f in dataclasses.fields(TransformerConfig)}
+        return TransformerConfig(**{k: v for k, v in dataclasses.asdict(self).items()
+                                    if k in names})
+
+    def embedding(self, source) -> EmbeddingConfig:
+        return EmbeddingConfig(
+            vocab_size=self.source_vocab_size if source else self.vocab_size,
+            embedding_dim=self.hidden_size, max_batch_tokens=self.max_batch_tokens,
+            max_seq_len=self.max_seq_len, padding_idx=self.padding_idx,
+            dropout=self.hidden_dropout_ratio, fp16=self.fp16, local_rank=self.local_rank)
+
+    def cross_entropy(self) -> CrossEntropyConfig:
+        return CrossEntropyConfig(max_batch_tokens=self.max_batch_tokens,
+                                  padding_idx=self.padding_idx, epsilon=self.label_smoothing,
+                                  fp16=self.fp16, local_rank=self.local_rank)
+
+
 def _build(cls, preset, overrides):
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - fields)
@@ -151,6 +225,20 @@ def transformer_config(model: Optional[str] = None, **overrides) -> TransformerC
         raise ValueError("model must be one of %s (or None), got %r"
                          % (", ".join(PRESETS), model))
     return _build(TransformerConfig, preset, overrides)
+
+
+def transformer_model_config(model: Optional[str] = None, **overrides) -> TransformerModelConfig:
+    """LSTransformer.get_config: a layer preset (as transformer_config) plus
+    the model fields (max_batch_tokens, max_seq_len, vocab_size, padding_idx,
+    num_encoder_layer, num_decoder_layer, ...)."""
+    if model is None:
+        preset = {}
+    elif model in PRESETS:
+        preset = dict(PRESETS[model], **_DROPOUT)
+    else:
+        raise ValueError("model must be one of %s (or None), got %r"
+                         % (", ".join(PRESETS), model))
+    return _build(TransformerModelConfig, preset, overrides)
 
 
 def embedding_config(**fields) -> EmbeddingConfig:
