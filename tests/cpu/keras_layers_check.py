@@ -175,7 +175,28 @@ def check_decoder_layer():
     np.testing.assert_allclose(tf.concat(steps, 1).numpy(), full.numpy(), rtol=2e-5, atol=2e-5)
 
 
-CHECKS = [check_encoder_layer, check_decoder_layer, check_embedding_values_and_gradient, check_training_flag_and_seeds,
+def check_transformer_model():
+    """One training step, generation rescored by a full forward, export."""
+    import test_transformer_model as tm
+    tf.random.set_seed(1)
+    model = tm.built(pre_layer_norm=False)
+    src = tm.source_batch()
+    tgt_in = tf.concat([tf.fill([6, 1], tm.BOS), src], 1)
+    tgt_out = tf.concat([src, tf.zeros([6, 1], tf.int32)], 1)
+    with tf.GradientTape() as tape:
+        loss = model.loss_function(tgt_out, model((src, tgt_in), training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in grads) and np.isfinite(float(loss))
+    ids, scores = model.generate(src, beam_size=2, max_len=5)
+    np.testing.assert_allclose(scores.numpy(), tm.rescore(model, src, ids, 0.6), rtol=1e-4,
+                               atol=1e-4)
+    with tempfile.TemporaryDirectory() as d:
+        model.export_generator(d, beam_size=2, max_len=5)
+        out = tf.saved_model.load(d).signatures["serving_default"](src_ids=src)
+    np.testing.assert_array_equal(out["ids"].numpy(), ids.numpy())
+
+
+CHECKS = [check_encoder_layer, check_decoder_layer, check_transformer_model, check_embedding_values_and_gradient, check_training_flag_and_seeds,
           check_mixed_precision, check_limits, check_model_save_and_reload,
           check_cross_entropy_layer]
 
