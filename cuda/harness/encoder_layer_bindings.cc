@@ -1,33 +1,16 @@
 // Harness bindings of the encoder layer (lightseq/encoder_layer.h) with the
-// cuBLAS GEMM backend: one handle per process (the harness is single-threaded).
-// Compiled out where the toolkit has no cuBLAS (LIGHTSEQ_NO_CUBLAS, see
-// build_harness.sh).
+// cuBLAS GEMM backend (cublas_backend.h). Compiled out where the toolkit has
+// no cuBLAS (LIGHTSEQ_NO_CUBLAS, see build_harness.sh).
 #ifndef LIGHTSEQ_NO_CUBLAS
 #include <vector>
 
 #include "harness.h"
-#include "lightseq/cublas_gemm.h"
+#include "cublas_backend.h"
 #include "lightseq/encoder_layer.h"
 
 namespace harness {
 
 namespace {
-
-cublasHandle_t handle() {
-  static cublasHandle_t h = [] {
-    cublasHandle_t x = nullptr;
-    if (cublasCreate(&x) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasCreate failed");
-    return x;
-  }();
-  return h;
-}
-
-// The harness's GEMM backend on `stream`.
-lightseq::CublasGemm gemm_on(std::uintptr_t stream) {
-  lightseq::CublasGemm g(handle(), ptr<cudaStream_t>(stream));
-  check(g.status(), "cublasSetStream");
-  return g;
-}
 
 lightseq::EncoderLayerConfig config(int64_t batch, int64_t seq_len, int64_t hidden, int64_t heads,
                                     int64_t ffn, bool pre_ln, int act, float attn_dropout,
@@ -64,7 +47,7 @@ void bind_encoder_layer(py::module_& m) {
                     config(batch, seq_len, hidden, heads, ffn, pre_ln, act, attn_dropout,
                            act_dropout, hidden_dropout, epsilon),
                     params(w), ptr<const void*>(x), ptr<const int32_t*>(lengths), ptr<void*>(y),
-                    seed, ptr<void*>(saved), ptr<void*>(workspace), gemm_on(stream),
+                    seed, ptr<void*>(saved), ptr<void*>(workspace), cublas_gemm_on(stream),
                     ptr<cudaStream_t>(stream)),
                 "encoder_layer_fwd");
         });
@@ -81,7 +64,7 @@ void bind_encoder_layer(py::module_& m) {
                            act_dropout, hidden_dropout, epsilon),
                     params(w), ptr<const void*>(x), ptr<const int32_t*>(lengths),
                     ptr<const void*>(dy), ptr<void*>(dx), params(grads), seed,
-                    ptr<const void*>(saved), ptr<void*>(workspace), gemm_on(stream),
+                    ptr<const void*>(saved), ptr<void*>(workspace), cublas_gemm_on(stream),
                     ptr<cudaStream_t>(stream)),
                 "encoder_layer_bwd");
         });

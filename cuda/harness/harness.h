@@ -44,5 +44,6 @@ inline DType to_dtype(int d) {
 void bind_embedding(py::module_& m);
 void bind_adam(py::module_& m);
 void bind_encoder_layer(py::module_& m);
+void bind_decoder_layer(py::module_& m);
 
 }  // namespace harness

@@ -226,5 +226,6 @@ PYBIND11_MODULE(lightseq_cuda, m) {
   bind_adam(m);
 #ifndef LIGHTSEQ_NO_CUBLAS
   bind_encoder_layer(m);
+  bind_decoder_layer(m);
 #endif
 }

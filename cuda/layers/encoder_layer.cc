@@ -12,12 +12,14 @@
 #include "lightseq/heads.h"
 #include "lightseq/layer_norm.h"
 #include "lightseq/softmax.h"
+#include "layer_common.h"
 
 namespace lightseq {
 namespace {
 
 using Dims = EncoderDims;
 using Saved = EncoderSaved;
+using layers::RowGemm;
 
 // Scratch of both directions (the backward's superset).
 struct Scratch {
@@ -57,24 +59,6 @@ Scratch carve_scratch(Arena& a, DType dtype, const Dims& d) {
   s.kernel_ws = a.take(s.kernel_ws_bytes);
   return s;
 }
-
-// Row-major GEMMs of one dtype through the caller's backend.
-struct RowGemm {
-  const Gemm& backend;
-  DType dtype;
-  cudaError_t operator()(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A,
-                         int64_t lda, int64_t sa, const void* B, int64_t ldb, int64_t sb,
-                         void* C, int64_t sc, int64_t batch = 1, float beta = 0.f) const {
-    return backend.run(dtype, row_major_gemm(ta, tb, M, N, K, A, lda, sa, B, ldb, sb, C, sc,
-                                             batch, beta));
-  }
-};
-
-#define LS_TRY(expr)                          \
-  do {                                        \
-    const cudaError_t e_ = (expr);            \
-    if (e_ != cudaSuccess) return e_;         \
-  } while (0)
 
 // Everything both directions derive from the config and the two buffers.
 struct Plan {

@@ -51,3 +51,62 @@ class EncoderLayer:
                              [grads[n].data_ptr() for n in PARAMS], seed, self.saved.data_ptr(),
                              self.workspace.data_ptr(), _stream())
         return dx, grads
+
+
+DEC_PARAMS = ["ln1_gamma", "ln1_beta", "qkv_kernel", "qkv_bias", "out_kernel", "out_bias",
+              "ln2_gamma", "ln2_beta", "q_kernel", "q_bias", "kv_kernel", "kv_bias",
+              "cross_out_kernel", "cross_out_bias",
+              "ln3_gamma", "ln3_beta", "ffn1_kernel", "ffn1_bias", "ffn2_kernel", "ffn2_bias"]
+
+
+def make_decoder_params(hidden, ffn, dtype, device="cuda", scale=0.3):
+    """The encoder's twelve (self-attention as block 1, FFN as block 3) plus
+    the encoder-decoder attention's eight."""
+    enc = make_params(hidden, ffn, dtype, device, scale)
+    out = {n: enc[n] for n in PARAMS[:6]}
+    out.update({n.replace("ln2", "ln3"): enc[n] for n in PARAMS[6:]})
+    h = hidden
+    for name, shape in [("ln2_gamma", [h]), ("ln2_beta", [h]), ("q_kernel", [h, h]),
+                        ("q_bias", [h]), ("kv_kernel", [h, 2 * h]), ("kv_bias", [2 * h]),
+                        ("cross_out_kernel", [h, h]), ("cross_out_bias", [h])]:
+        t = torch.randn(shape, device=device) * scale
+        if "kernel" in name:
+            t = t / shape[0] ** 0.5 * 3
+        if "gamma" in name:
+            t = t + 1.0
+        out[name] = t.to(dtype)
+    return out
+
+
+class DecoderLayer:
+    """Config and saved/workspace buffers of one decoder layer call."""
+
+    def __init__(self, batch, tgt_len, mem_len, hidden, heads, ffn, pre_ln, act, dtype,
+                 attn_dropout=0.0, act_dropout=0.0, hidden_dropout=0.0, epsilon=1e-6):
+        self.args = (DTYPES[dtype], batch, tgt_len, mem_len, hidden, heads, ffn, pre_ln,
+                     ACT[act], attn_dropout, act_dropout, hidden_dropout, epsilon)
+        saved, ws = lc.decoder_layer_bytes(DTYPES[dtype], batch, tgt_len, mem_len, hidden,
+                                           heads, ffn, pre_ln)
+        self.saved = torch.empty(saved, dtype=torch.uint8, device="cuda")
+        self.workspace = torch.empty(ws, dtype=torch.uint8, device="cuda")
+
+    def forward(self, params, x, memory, mem_lengths, seed, out=None):
+        y = torch.empty_like(x) if out is None else out
+        lc.decoder_layer_fwd(*self.args, [params[n].data_ptr() for n in DEC_PARAMS],
+                             x.data_ptr(), memory.data_ptr(), mem_lengths.data_ptr(),
+                             y.data_ptr(), seed, self.saved.data_ptr(),
+                             self.workspace.data_ptr(), _stream())
+        return y
+
+    def backward(self, params, x, memory, mem_lengths, dy, seed, out=None):
+        if out is None:
+            dx, dmem = torch.empty_like(x), torch.empty_like(memory)
+            grads = {n: torch.empty_like(p) for n, p in params.items()}
+        else:
+            dx, dmem, grads = out
+        lc.decoder_layer_bwd(*self.args, [params[n].data_ptr() for n in DEC_PARAMS],
+                             x.data_ptr(), memory.data_ptr(), mem_lengths.data_ptr(),
+                             dy.data_ptr(), dx.data_ptr(), dmem.data_ptr(),
+                             [grads[n].data_ptr() for n in DEC_PARAMS], seed,
+                             self.saved.data_ptr(), self.workspace.data_ptr(), _stream())
+        return dx, dmem, grads

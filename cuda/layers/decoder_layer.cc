@@ -1,0 +1,317 @@
+// Decoder layer orchestration: GEMMs through the caller's lightseq::Gemm
+// (float32 accumulation) between the fused kernels; every buffer comes from
+// the caller's `saved` and `workspace` (decoder_layer.h: math, dropout
+// streams). The self-attention block and the FFN block are the encoder
+// layer's (encoder_layer.cc explains their backward step by step); the
+// encoder-decoder block adds a query from the target and keys/values from
+// the memory, whose gradient this layer returns.
+#include "lightseq/decoder_layer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "layer_common.h"
+#include "lightseq/bias_act_dropout.h"
+#include "lightseq/bias_dropout_residual.h"
+#include "lightseq/heads.h"
+#include "lightseq/layer_norm.h"
+#include "lightseq/softmax.h"
+
+namespace lightseq {
+namespace {
+
+using layers::RowGemm;
+
+struct Scratch {
+  void *qkv_raw, *ctx, *att_out, *cq_raw, *ckv_raw, *f_out;                 // forward
+  void *d_fout, *d_act, *d_ffpre, *d_in, *dx2, *dx1, *tmp;                  // backward
+  void *d_att, *d_ctxm, *d_ctx, *d_probs, *d_scores, *dq3, *dq3_raw;       // attention bwd
+  void *dkv, *dkv_raw, *zeros;
+  void* kernel_ws;
+};
+
+Scratch carve_scratch(Arena& a, DType dtype, const DecoderDims& d) {
+  Scratch s{};
+  const size_t th = d.T * d.H * d.es, tf = d.T * d.F * d.es, mh = d.M * d.H * d.es;
+  const size_t a_max = std::max(d.As, d.Ac) * d.es;
+  s.qkv_raw = a.take(3 * th);
+  s.ctx = a.take(th);
+  s.att_out = a.take(th);
+  s.cq_raw = a.take(th);
+  s.ckv_raw = a.take(2 * mh);
+  s.f_out = a.take(th);
+  s.d_fout = a.take(th);
+  s.d_act = a.take(tf);
+  s.d_ffpre = a.take(tf);
+  s.d_in = a.take(th);
+  s.dx2 = a.take(th);
+  s.dx1 = a.take(th);
+  s.tmp = a.take(th);
+  s.d_att = a.take(th);
+  s.d_ctxm = a.take(th);
+  s.d_ctx = a.take(th);
+  s.d_probs = a.take(a_max);
+  s.d_scores = a.take(a_max);
+  s.dq3 = a.take(3 * th);      // self: dQ, dK, dV; cross: dQ
+  s.dq3_raw = a.take(3 * th);
+  s.dkv = a.take(2 * mh);      // cross: dK, dV of the memory
+  s.dkv_raw = a.take(2 * mh);
+  s.zeros = a.take(std::max({3 * d.H, d.F}) * d.es);
+  s.kernel_ws = a.take(std::max(
+      {layer_norm_bwd_workspace_bytes(dtype, d.T, static_cast<int>(d.H)),
+       bias_dropout_residual_bwd_workspace_bytes(dtype, d.T, 3 * d.H),
+       bias_dropout_residual_bwd_workspace_bytes(dtype, d.M, 2 * d.H),
+       bias_act_dropout_bwd_workspace_bytes(dtype, d.T, d.F), size_t{16}}));
+  return s;
+}
+
+// Everything both directions derive from the config and the two buffers.
+struct Plan {
+  const DecoderLayerConfig& c;
+  DType dtype;
+  DecoderDims d;
+  DecoderSaved s;
+  Scratch k;
+  RowGemm gemm;
+  cudaStream_t stream;
+  int64_t dh, BH;
+  float scale;
+
+  int H() const { return static_cast<int>(d.H); }
+  const void* part(const void* base, int64_t rows, int i) const {  // Q/K/V slice of a split
+    return static_cast<const char*>(base) + i * rows * d.H * d.es;
+  }
+  void* part(void* base, int64_t rows, int i) const {
+    return static_cast<char*>(base) + i * rows * d.H * d.es;
+  }
+  HeadsShape heads(int64_t splits, int64_t len) const {
+    return {splits, c.batch, len, c.heads, dh};
+  }
+  // a + b through the residual kernel (zero bias, no dropout).
+  cudaError_t add(const void* a, const void* b, void* out) const {
+    return bias_dropout_residual_fwd(dtype, a, k.zeros, b, out, d.T, d.H, 0, 0.f, stream);
+  }
+  cudaError_t ln_fwd(const void* x, const void* g, const void* b, void* y, float* m,
+                     float* r) const {
+    return layer_norm_fwd(dtype, x, g, b, y, m, r, d.T, H(), c.epsilon, stream);
+  }
+
+  // Attention over q [B*heads, lq, dh] and k, v [B*heads, lk, dh]: scores,
+  // probs (saved), the context merged into ctx_m [T, H] (saved).
+  cudaError_t attend(int64_t lk, const void* q, const void* kk, const void* v,
+                     const int32_t* lengths, bool causal, uint64_t sd, void* scores, void* probs,
+                     void* ctx_m) const {
+    const int64_t L = c.tgt_len;
+    LS_TRY(gemm(false, true, L, lk, dh, q, dh, L * dh, kk, dh, lk * dh, scores, L * lk, BH));
+    LS_TRY(attn_softmax_fwd(dtype, scores, lengths, probs, {c.batch, c.heads, L, lk}, scale,
+                            causal, sd, c.attn_dropout, stream));
+    LS_TRY(gemm(false, false, L, dh, lk, probs, lk, L * lk, v, dh, lk * dh, k.ctx, L * dh, BH));
+    return merge_heads(dtype, k.ctx, ctx_m, heads(1, L), stream);
+  }
+  // Its backward from d_ctx [B*heads, lq, dh] (split) to dq, dk, dv.
+  cudaError_t attend_bwd(int64_t lk, const void* q, const void* kk, const void* v,
+                         const int32_t* lengths, bool causal, uint64_t sd, const void* scores,
+                         const void* probs, void* dq, void* dk, void* dv) const {
+    const int64_t L = c.tgt_len;
+    LS_TRY(gemm(false, true, L, lk, dh, k.d_ctx, dh, L * dh, v, dh, lk * dh, k.d_probs, L * lk,
+                BH));
+    LS_TRY(gemm(true, false, lk, dh, L, probs, lk, L * lk, k.d_ctx, dh, L * dh, dv, lk * dh,
+                BH));
+    LS_TRY(attn_softmax_bwd(dtype, k.d_probs, scores, lengths, k.d_scores,
+                            {c.batch, c.heads, L, lk}, scale, causal, sd, c.attn_dropout, stream));
+    LS_TRY(gemm(false, false, L, dh, lk, k.d_scores, lk, L * lk, kk, dh, lk * dh, dq, L * dh,
+                BH));
+    return gemm(true, false, lk, dh, L, k.d_scores, lk, L * lk, q, dh, L * dh, dk, lk * dh, BH);
+  }
+  // Closing a block: pre-LN out = residual + drop(raw + bias); post-LN
+  // pre = that, out = LN(pre).
+  cudaError_t close(const void* raw, const void* bias, const void* residual, uint64_t sd,
+                    void* pre, void* out, const void* g, const void* b, float* m,
+                    float* r) const {
+    if (c.pre_ln)
+      return bias_dropout_residual_fwd(dtype, raw, bias, residual, out, d.T, d.H, sd,
+                                       c.hidden_dropout, stream);
+    LS_TRY(bias_dropout_residual_fwd(dtype, raw, bias, residual, pre, d.T, d.H, sd,
+                                     c.hidden_dropout, stream));
+    return ln_fwd(pre, g, b, out, m, r);
+  }
+  // Backward of close() down to d(raw) (into d_att / d_fout) and dbias; returns
+  // in *d_pre the gradient at the residual sum (dy itself for pre-LN).
+  cudaError_t close_bwd(const void* d_out, const void* pre, const float* m, const float* r,
+                        const void* g, void* dg, void* db, uint64_t sd, void* d_raw,
+                        void* dbias, const void** d_pre) const {
+    *d_pre = d_out;
+    if (!c.pre_ln) {
+      LS_TRY(layer_norm_bwd(dtype, d_out, pre, m, r, g, k.tmp, dg, db, k.kernel_ws, d.T, H(),
+                            stream));
+      *d_pre = k.tmp;
+    }
+    return bias_dropout_residual_bwd(dtype, *d_pre, d_raw, dbias, k.kernel_ws, d.T, d.H, sd,
+                                     c.hidden_dropout, stream);
+  }
+  // Gradient into a block's input from d(its LN input) d_in: pre-LN adds
+  // LN'(d_in) to the residual path d_res; post-LN adds d_in to d_pre.
+  cudaError_t into_input(const void* d_in, const void* input, const float* m, const float* r,
+                         const void* g, void* dg, void* db, const void* d_res, void* out) const {
+    if (!c.pre_ln) return add(d_in, d_res, out);
+    LS_TRY(layer_norm_bwd(dtype, d_in, input, m, r, g, k.d_att, dg, db, k.kernel_ws, d.T, H(),
+                          stream));
+    return add(k.d_att, d_res, out);
+  }
+};
+
+Plan make_plan(DType dtype, const DecoderLayerConfig& c, void* saved, void* workspace,
+               const Gemm& gemm, cudaStream_t stream) {
+  const DecoderDims d = decoder_dims(dtype, c);
+  Arena sa(saved), wa(workspace);
+  const int64_t dh = c.hidden / c.heads;
+  return Plan{c, dtype, d, carve_decoder_saved(sa, d, c.pre_ln), carve_scratch(wa, dtype, d),
+              RowGemm{gemm, dtype}, stream, dh, c.batch * c.heads,
+              1.f / sqrtf(static_cast<float>(dh))};
+}
+
+}  // namespace
+
+size_t decoder_layer_workspace_bytes(DType dtype, const DecoderLayerConfig& c) {
+  Arena a(nullptr);
+  carve_scratch(a, dtype, decoder_dims(dtype, c));
+  return a.used();
+}
+
+cudaError_t decoder_layer_fwd(DType dtype, const DecoderLayerConfig& c,
+                              const DecoderLayerParams& w, const void* x, const void* memory,
+                              const int32_t* mem_lengths, void* y, uint64_t seed, void* saved,
+                              void* workspace, const Gemm& backend, cudaStream_t stream) {
+  if (!decoder_layer_config_valid(c)) return cudaErrorInvalidValue;
+  const Plan p = make_plan(dtype, c, saved, workspace, backend, stream);
+  const auto& s = p.s;
+  const auto& k = p.k;
+  const auto& d = p.d;
+  const int64_t T = d.T, M = d.M, L = c.tgt_len;
+
+  // Self-attention block (causal; every target position is a key).
+  const void* in1 = x;
+  if (c.pre_ln) {
+    LS_TRY(p.ln_fwd(x, w.ln1_gamma, w.ln1_beta, s.in1, s.m1, s.r1));
+    in1 = s.in1;
+  }
+  LS_TRY(p.gemm(false, false, T, 3 * d.H, d.H, in1, d.H, 0, w.qkv_kernel, 3 * d.H, 0, k.qkv_raw,
+                0));
+  LS_TRY(split_heads(dtype, k.qkv_raw, w.qkv_bias, s.qkv, p.heads(3, L), stream));
+  LS_TRY(p.attend(L, p.part(s.qkv, T, 0), p.part(s.qkv, T, 1), p.part(s.qkv, T, 2), nullptr,
+                  true, seed + 0, s.s_scores, s.s_probs, s.s_ctx_m));
+  LS_TRY(p.gemm(false, false, T, d.H, d.H, s.s_ctx_m, d.H, 0, w.out_kernel, d.H, 0, k.att_out,
+                0));
+  LS_TRY(p.close(k.att_out, w.out_bias, x, seed + 1, s.pre1, s.x1, w.ln1_gamma, w.ln1_beta, s.m1,
+                 s.r1));
+
+  // Encoder-decoder block: query from x1, keys and values from the memory.
+  const void* in2 = s.x1;
+  if (c.pre_ln) {
+    LS_TRY(p.ln_fwd(s.x1, w.ln2_gamma, w.ln2_beta, s.in2, s.m2, s.r2));
+    in2 = s.in2;
+  }
+  LS_TRY(p.gemm(false, false, T, d.H, d.H, in2, d.H, 0, w.q_kernel, d.H, 0, k.cq_raw, 0));
+  LS_TRY(split_heads(dtype, k.cq_raw, w.q_bias, s.cq, p.heads(1, L), stream));
+  LS_TRY(p.gemm(false, false, M, 2 * d.H, d.H, memory, d.H, 0, w.kv_kernel, 2 * d.H, 0,
+                k.ckv_raw, 0));
+  LS_TRY(split_heads(dtype, k.ckv_raw, w.kv_bias, s.ckv, p.heads(2, c.mem_len), stream));
+  LS_TRY(p.attend(c.mem_len, s.cq, p.part(s.ckv, M, 0), p.part(s.ckv, M, 1), mem_lengths, false,
+                  seed + 2, s.c_scores, s.c_probs, s.c_ctx_m));
+  LS_TRY(p.gemm(false, false, T, d.H, d.H, s.c_ctx_m, d.H, 0, w.cross_out_kernel, d.H, 0,
+                k.att_out, 0));
+  LS_TRY(p.close(k.att_out, w.cross_out_bias, s.x1, seed + 3, s.pre2, s.x2, w.ln2_gamma,
+                 w.ln2_beta, s.m2, s.r2));
+
+  // FFN block.
+  const void* in3 = s.x2;
+  if (c.pre_ln) {
+    LS_TRY(p.ln_fwd(s.x2, w.ln3_gamma, w.ln3_beta, s.in3, s.m3, s.r3));
+    in3 = s.in3;
+  }
+  LS_TRY(p.gemm(false, false, T, d.F, d.H, in3, d.H, 0, w.ffn1_kernel, d.F, 0, s.ffn_pre, 0));
+  LS_TRY(bias_act_dropout_fwd(dtype, c.act, s.ffn_pre, w.ffn1_bias, s.ffn_act, T, d.F, seed + 4,
+                              c.act_dropout, stream));
+  LS_TRY(p.gemm(false, false, T, d.H, d.F, s.ffn_act, d.F, 0, w.ffn2_kernel, d.H, 0, k.f_out, 0));
+  return p.close(k.f_out, w.ffn2_bias, s.x2, seed + 5, s.pre3, y, w.ln3_gamma, w.ln3_beta, s.m3,
+                 s.r3);
+}
+
+cudaError_t decoder_layer_bwd(DType dtype, const DecoderLayerConfig& c,
+                              const DecoderLayerParams& w, const void* x, const void* memory,
+                              const int32_t* mem_lengths, const void* dy, void* dx,
+                              void* dmemory, const DecoderLayerParams& g, uint64_t seed,
+                              const void* saved, void* workspace, const Gemm& backend,
+                              cudaStream_t stream) {
+  if (!decoder_layer_config_valid(c)) return cudaErrorInvalidValue;
+  const Plan p = make_plan(dtype, c, const_cast<void*>(saved), workspace, backend, stream);
+  const auto& s = p.s;
+  const auto& k = p.k;
+  const auto& d = p.d;
+  const int64_t T = d.T, M = d.M, L = c.tgt_len;
+  LS_TRY(cudaMemsetAsync(k.zeros, 0, std::max(3 * d.H, d.F) * d.es, stream));
+  const void* d_pre;
+
+  // FFN block: dy -> dx2.
+  LS_TRY(p.close_bwd(dy, s.pre3, s.m3, s.r3, w.ln3_gamma, g.ln3_gamma, g.ln3_beta, seed + 5,
+                     k.d_fout, g.ffn2_bias, &d_pre));
+  LS_TRY(p.gemm(true, false, d.F, d.H, T, s.ffn_act, d.F, 0, k.d_fout, d.H, 0, g.ffn2_kernel, 0));
+  LS_TRY(p.gemm(false, true, T, d.F, d.H, k.d_fout, d.H, 0, w.ffn2_kernel, d.H, 0, k.d_act, 0));
+  LS_TRY(bias_act_dropout_bwd(dtype, c.act, k.d_act, s.ffn_pre, w.ffn1_bias, k.d_ffpre,
+                              g.ffn1_bias, k.kernel_ws, T, d.F, seed + 4, c.act_dropout, stream));
+  const void* in3 = c.pre_ln ? s.in3 : s.x2;
+  LS_TRY(p.gemm(true, false, d.H, d.F, T, in3, d.H, 0, k.d_ffpre, d.F, 0, g.ffn1_kernel, 0));
+  LS_TRY(p.gemm(false, true, T, d.H, d.F, k.d_ffpre, d.F, 0, w.ffn1_kernel, d.F, 0, k.d_in, 0));
+  LS_TRY(p.into_input(k.d_in, s.x2, s.m3, s.r3, w.ln3_gamma, g.ln3_gamma, g.ln3_beta, d_pre,
+                      k.dx2));
+
+  // Encoder-decoder block: dx2 -> dx1 and dmemory.
+  LS_TRY(p.close_bwd(k.dx2, s.pre2, s.m2, s.r2, w.ln2_gamma, g.ln2_gamma, g.ln2_beta, seed + 3,
+                     k.d_att, g.cross_out_bias, &d_pre));
+  LS_TRY(p.gemm(true, false, d.H, d.H, T, s.c_ctx_m, d.H, 0, k.d_att, d.H, 0, g.cross_out_kernel,
+                0));
+  LS_TRY(p.gemm(false, true, T, d.H, d.H, k.d_att, d.H, 0, w.cross_out_kernel, d.H, 0, k.d_ctxm,
+                0));
+  LS_TRY(split_heads(dtype, k.d_ctxm, k.zeros, k.d_ctx, p.heads(1, L), stream));
+  LS_TRY(p.attend_bwd(c.mem_len, s.cq, p.part(s.ckv, M, 0), p.part(s.ckv, M, 1), mem_lengths,
+                      false, seed + 2, s.c_scores, s.c_probs, k.dq3, p.part(k.dkv, M, 0),
+                      p.part(k.dkv, M, 1)));
+  // Memory side: dK, dV merged to [M, 2H]; dbias (column sums), dkernel, dmemory.
+  LS_TRY(merge_heads(dtype, k.dkv, k.dkv_raw, p.heads(2, c.mem_len), stream));
+  LS_TRY(bias_dropout_residual_bwd(dtype, k.dkv_raw, k.dkv, g.kv_bias, k.kernel_ws, M, 2 * d.H,
+                                   0, 0.f, stream));
+  LS_TRY(p.gemm(true, false, d.H, 2 * d.H, M, memory, d.H, 0, k.dkv_raw, 2 * d.H, 0, g.kv_kernel,
+                0));
+  LS_TRY(p.gemm(false, true, M, d.H, 2 * d.H, k.dkv_raw, 2 * d.H, 0, w.kv_kernel, 2 * d.H, 0,
+                dmemory, 0));
+  // Query side.
+  LS_TRY(merge_heads(dtype, k.dq3, k.dq3_raw, p.heads(1, L), stream));
+  LS_TRY(bias_dropout_residual_bwd(dtype, k.dq3_raw, k.dq3, g.q_bias, k.kernel_ws, T, d.H, 0,
+                                   0.f, stream));
+  const void* in2 = c.pre_ln ? s.in2 : s.x1;
+  LS_TRY(p.gemm(true, false, d.H, d.H, T, in2, d.H, 0, k.dq3_raw, d.H, 0, g.q_kernel, 0));
+  LS_TRY(p.gemm(false, true, T, d.H, d.H, k.dq3_raw, d.H, 0, w.q_kernel, d.H, 0, k.d_in, 0));
+  LS_TRY(p.into_input(k.d_in, s.x1, s.m2, s.r2, w.ln2_gamma, g.ln2_gamma, g.ln2_beta, d_pre,
+                      k.dx1));
+
+  // Self-attention block: dx1 -> dx.
+  LS_TRY(p.close_bwd(k.dx1, s.pre1, s.m1, s.r1, w.ln1_gamma, g.ln1_gamma, g.ln1_beta, seed + 1,
+                     k.d_att, g.out_bias, &d_pre));
+  LS_TRY(p.gemm(true, false, d.H, d.H, T, s.s_ctx_m, d.H, 0, k.d_att, d.H, 0, g.out_kernel, 0));
+  LS_TRY(p.gemm(false, true, T, d.H, d.H, k.d_att, d.H, 0, w.out_kernel, d.H, 0, k.d_ctxm, 0));
+  LS_TRY(split_heads(dtype, k.d_ctxm, k.zeros, k.d_ctx, p.heads(1, L), stream));
+  LS_TRY(p.attend_bwd(L, p.part(s.qkv, T, 0), p.part(s.qkv, T, 1), p.part(s.qkv, T, 2), nullptr,
+                      true, seed + 0, s.s_scores, s.s_probs, p.part(k.dq3, T, 0),
+                      p.part(k.dq3, T, 1), p.part(k.dq3, T, 2)));
+  LS_TRY(merge_heads(dtype, k.dq3, k.dq3_raw, p.heads(3, L), stream));
+  LS_TRY(bias_dropout_residual_bwd(dtype, k.dq3_raw, k.dq3, g.qkv_bias, k.kernel_ws, T, 3 * d.H,
+                                   0, 0.f, stream));
+  const void* in1 = c.pre_ln ? s.in1 : x;
+  LS_TRY(p.gemm(true, false, d.H, 3 * d.H, T, in1, d.H, 0, k.dq3_raw, 3 * d.H, 0, g.qkv_kernel,
+                0));
+  LS_TRY(p.gemm(false, true, T, d.H, 3 * d.H, k.dq3_raw, 3 * d.H, 0, w.qkv_kernel, 3 * d.H, 0,
+                k.d_in, 0));
+  return p.into_input(k.d_in, x, s.m1, s.r1, w.ln1_gamma, g.ln1_gamma, g.ln1_beta, d_pre, dx);
+}
+
+}  // namespace lightseq
