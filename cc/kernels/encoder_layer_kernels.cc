@@ -2,12 +2,12 @@
 // allocate `saved` (an output) and the workspace (a temporary) through TF,
 // then run the CPU twin or cuda/layers/encoder_layer.cc on TF's stream and BLAS.
 #define EIGEN_USE_THREADS
-#include <array>
 #include <cmath>
 #include <cstring>
 #include <string>
 
 #include "cc/kernels/cpu/encoder_layer_cpu.h"
+#include "cc/kernels/layer_op_common.h"
 #include "cc/kernels/tf_glue.h"
 #include "lightseq/encoder_layer_layout.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -21,7 +21,7 @@ namespace lightseq_tf {
 
 namespace {
 
-constexpr std::array<const char*, 12> kParamNames = {
+constexpr const char* kParamNames[12] = {
     "ln1_gamma", "ln1_beta",  "qkv_kernel",  "qkv_bias",  "out_kernel",  "out_bias",
     "ln2_gamma", "ln2_beta",  "ffn1_kernel", "ffn1_bias", "ffn2_kernel", "ffn2_bias"};
 
@@ -46,26 +46,12 @@ absl::Status CheckInputs(OpKernelContext* ctx, int x_index, int first, bool chec
                                    ShapeStr(ffn1.shape()));
   c->ffn = ffn1.dim_size(1);
   const int64_t H = c->hidden, F = c->ffn;
-  const std::array<TensorShape, 12> want = {
+  const TensorShape want[12] = {
       TensorShape({H}),    TensorShape({H}), TensorShape({H, 3 * H}), TensorShape({3 * H}),
       TensorShape({H, H}), TensorShape({H}), TensorShape({H}),        TensorShape({H}),
       TensorShape({H, F}), TensorShape({F}), TensorShape({F, H}),     TensorShape({H})};
-  for (int i = 0; i < 12; ++i)
-    if (ctx->input(first + i).shape() != want[i])
-      return errors::InvalidArgument(kParamNames[i], " must have shape ", ShapeStr(want[i]),
-                                     " (hidden ", H, ", ffn ", F, "), got ",
-                                     ShapeStr(ctx->input(first + i).shape()));
-  if (lengths.dims() != 1 || lengths.dim_size(0) != c->batch)
-    return errors::InvalidArgument("lengths must have shape [", c->batch, "] (batch), got ",
-                                   ShapeStr(lengths.shape()));
-  if (check_lengths) {
-    const int32_t* l = Ptr<int32_t>(lengths);
-    for (int64_t b = 0; b < c->batch; ++b)
-      if (l[b] < 0 || l[b] > c->seq_len)
-        return errors::InvalidArgument("lengths[", b, "] = ", l[b], " is outside [0, ",
-                                       c->seq_len, "] (x's length)");
-  }
-  return absl::OkStatus();
+  TF_RETURN_IF_ERROR(CheckParamShapes(ctx, first, kParamNames, want, H, F));
+  return CheckLengths(lengths, "lengths", c->batch, c->seq_len, "x's length", check_lengths);
 }
 
 template <typename T>
@@ -146,23 +132,7 @@ struct EncoderLaunch<GPUDevice, T> {
 class EncoderLayerAttrs {
  protected:
   explicit EncoderLayerAttrs(OpKernelConstruction* ctx) : c_{} {
-    int heads;
-    std::string act;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("heads", &heads));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("pre_ln", &c_.pre_ln));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("activation", &act));
-    OP_REQUIRES_OK(ctx, ParseActivation(act, &c_.act));
-    c_.heads = heads;
-    for (auto [name, rate] : {std::pair{"attn_dropout", &c_.attn_dropout},
-                              {"act_dropout", &c_.act_dropout},
-                              {"hidden_dropout", &c_.hidden_dropout}}) {
-      OP_REQUIRES_OK(ctx, ctx->GetAttr(name, rate));
-      OP_REQUIRES(ctx, *rate >= 0.f && *rate < 1.f,
-                  errors::InvalidArgument(name, " must be in [0, 1), got ", *rate));
-    }
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &c_.epsilon));
-    OP_REQUIRES(ctx, std::isfinite(c_.epsilon) && c_.epsilon > 0.f,
-                errors::InvalidArgument("epsilon must be finite and > 0, got ", c_.epsilon));
+    OP_REQUIRES_OK(ctx, ReadLayerAttrs(ctx, &c_));
   }
   lightseq::EncoderLayerConfig c_;
 };
@@ -213,10 +183,7 @@ class EncoderLayerGradOp : public OpKernel, EncoderLayerAttrs {
     const bool empty = x.NumElements() == 0;
     const int64_t saved_bytes =
         empty ? 0 : lightseq::encoder_layer_saved_bytes(CudaDType<T>::value, c);
-    OP_REQUIRES(ctx, saved.dims() == 1 && saved.dim_size(0) == saved_bytes,
-                errors::InvalidArgument(
-                    "saved must be the forward's `saved` output for these shapes and attributes"
-                    " ([", saved_bytes, "] bytes), got ", ShapeStr(saved.shape())));
+    OP_REQUIRES_OK(ctx, CheckSaved(saved, saved_bytes));
     Tensor* dx;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
     Tensor* grads[12];

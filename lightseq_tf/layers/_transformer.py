@@ -98,7 +98,18 @@ def copy_weights(src, dst):
 
 
 class TransformerLayerBase(keras.layers.Layer):
-    """Config handling, checks and the shared blocks of both layers."""
+    """Config handling, checks and the shared blocks of both layers.
+
+    Each layer computes one of two ways, the same function with the same
+    dropout masks: one whole-layer op each way (what a GPU runs:
+    cuda/layers on TF's stream and BLAS), or its fused kernels composed
+    around TF's MatMul (the CPU's choice: TF's CPU MatMul is oneDNN, which a
+    custom op cannot call, and the whole-layer op's CPU twin over Eigen's GEMM
+    is slower; benchmarks/results/cpu_neurst_layers.json). `whole_layer_op`:
+    "auto" (by where the ops are placed), "always" or "never".
+    """
+
+    whole_layer_op = "auto"
 
     get_config = _keras.ConfigMethod(cfg.transformer_config)
 
@@ -126,6 +137,22 @@ class TransformerLayerBase(keras.layers.Layer):
                       length, c.max_seq_len, message="length exceeds max_seq_len = %d"
                       % c.max_seq_len)]
         return x, checks
+
+    def _use_whole_layer_op(self):
+        if self.whole_layer_op not in ("auto", "always", "never"):
+            raise ValueError("whole_layer_op must be auto, always or never, got %r"
+                             % (self.whole_layer_op,))
+        return self.whole_layer_op == "always" or (
+            self.whole_layer_op == "auto" and _keras.placed_on_gpu())
+
+    def _op_attrs(self, train):
+        """The whole-layer ops' attributes from the config."""
+        c = self.config
+        rate = (lambda r: r) if train else (lambda r: 0.0)
+        return dict(heads=c.nhead, pre_ln=c.pre_layer_norm, activation=c.activation_fn,
+                    attn_dropout=rate(c.attn_prob_dropout_ratio),
+                    act_dropout=rate(c.activation_dropout_ratio),
+                    hidden_dropout=rate(c.hidden_dropout_ratio), epsilon=self.epsilon)
 
     def _w(self, v):
         return tf.cast(v, self.compute_dtype)

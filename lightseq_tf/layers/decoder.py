@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from lightseq_tf.layers import _keras
 from lightseq_tf.layers import _transformer as tr
+from lightseq_tf.ops.decoder_layer import decoder_layer
 
 
 def _to_cache(t):  # [B, heads, L, d] -> NeurST's [B, L, heads, d]
@@ -135,6 +136,16 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
                     % name))
         with tf.control_dependencies(checks):
             seed = _keras.draw_seed()
+        if past is None and memory is not None and self._use_whole_layer_op():
+            memory = tf.cast(memory, self.compute_dtype)
+            if x.shape[0] is not None and memory.shape[0] is not None and \
+                    memory.shape[0] != x.shape[0]:
+                raise ValueError("memory batch (%d) differs from the input batch (%d)"
+                                 % (memory.shape[0], x.shape[0]))
+            mem_lengths = None if memory_lengths is None and memory_mask is None else \
+                tr.lengths_of(memory, memory_lengths, memory_mask)
+            return _keras.by_training(training, lambda train: self._forward_op(
+                x, memory, mem_lengths, seed, train))
         mem_cache = None if cache is None else cache.get("memory")
         if mem_cache is None:
             mem_cache = self.memorize_memory(memory)["memory"]
@@ -157,6 +168,28 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
         if self._caller_cache is not None:
             self._caller_cache["self_attention"] = new_past
         return y
+
+    def _forward_op(self, x, memory, mem_lengths, seed, train):
+        """All target positions at once through the whole-layer op."""
+        sa = self.self_attention_block.parts
+        ed = self.encdec_attention_block.parts
+        ffn = self.ffn_block.parts
+        att, cross, dense = sa["self_attention"].parts, ed["encdec_attention"].parts, \
+            ffn["ffn"].parts
+        params = dict(
+            ln1_gamma=sa["ln"].gamma, ln1_beta=sa["ln"].beta,
+            qkv_kernel=att["qkv_transform"].kernel, qkv_bias=att["qkv_transform"].bias,
+            out_kernel=att["output_transform"].kernel, out_bias=att["output_transform"].bias,
+            ln2_gamma=ed["ln"].gamma, ln2_beta=ed["ln"].beta,
+            q_kernel=cross["q_transform"].kernel, q_bias=cross["q_transform"].bias,
+            kv_kernel=cross["kv_transform"].kernel, kv_bias=cross["kv_transform"].bias,
+            cross_out_kernel=cross["output_transform"].kernel,
+            cross_out_bias=cross["output_transform"].bias,
+            ln3_gamma=ffn["ln"].gamma, ln3_beta=ffn["ln"].beta,
+            ffn1_kernel=dense["dense1"].kernel, ffn1_bias=dense["dense1"].bias,
+            ffn2_kernel=dense["dense2"].kernel, ffn2_bias=dense["dense2"].bias)
+        return decoder_layer(x, memory, mem_lengths, {k: self._w(v) for k, v in params.items()},
+                             **self._op_attrs(train), seed=seed)
 
     def _forward(self, x, mem_k, mem_v, mem_lengths, past, seed, train, step=None):
         sa = self.self_attention_block.parts["self_attention"]

@@ -47,8 +47,6 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
         self.ffn_block.build(input_shape)
         self.built = True
 
-    whole_layer_op = "auto"
-
     def call(self, inputs, lengths=None, mask=None, training=None):
         x, checks = self._checked_input(inputs)
         with tf.control_dependencies(checks):
@@ -57,11 +55,7 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
         return _keras.by_training(training, lambda train: self._forward(x, lens, seed, train))
 
     def _forward(self, x, lengths, seed, train):
-        if self.whole_layer_op not in ("auto", "always", "never"):
-            raise ValueError("whole_layer_op must be auto, always or never, got %r"
-                             % (self.whole_layer_op,))
-        if self.whole_layer_op == "always" or (
-                self.whole_layer_op == "auto" and _keras.placed_on_gpu()):
+        if self._use_whole_layer_op():
             return self._forward_op(x, lengths, seed, train)
         return self._forward_composed(x, lengths, seed, train)
 
@@ -77,7 +71,6 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
         return self._ffn(x1, self.ffn_block, seed + 2, train)
 
     def _forward_op(self, x, lengths, seed, train):
-        c = self.config
         attention, ffn = self.attention_block.parts, self.ffn_block.parts
         sa, dense = attention["self_attention"].parts, ffn["ffn"].parts
         params = dict(
@@ -87,8 +80,5 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
             ln2_gamma=ffn["ln"].gamma, ln2_beta=ffn["ln"].beta,
             ffn1_kernel=dense["dense1"].kernel, ffn1_bias=dense["dense1"].bias,
             ffn2_kernel=dense["dense2"].kernel, ffn2_bias=dense["dense2"].bias)
-        rate = lambda r: r if train else 0.0
-        return encoder_layer(
-            x, lengths, {k: self._w(v) for k, v in params.items()}, c.nhead,
-            c.pre_layer_norm, c.activation_fn, rate(c.attn_prob_dropout_ratio),
-            rate(c.activation_dropout_ratio), rate(c.hidden_dropout_ratio), seed, self.epsilon)
+        return encoder_layer(x, lengths, {k: self._w(v) for k, v in params.items()},
+                             **self._op_attrs(train), seed=seed)

@@ -10,6 +10,8 @@ from lightseq_tf.ops.dropout import _seed
 # The order of the op's parameter inputs (and of the gradient's outputs).
 PARAMS = ("ln1_gamma", "ln1_beta", "qkv_kernel", "qkv_bias", "out_kernel", "out_bias",
           "ln2_gamma", "ln2_beta", "ffn1_kernel", "ffn1_bias", "ffn2_kernel", "ffn2_bias")
+_ATTRS = ("heads", "pre_ln", "activation", "attn_dropout", "act_dropout", "hidden_dropout",
+          "epsilon")
 
 
 def encoder_layer(x, lengths, params, heads, pre_ln, activation="relu", attn_dropout=0.0,
@@ -42,8 +44,7 @@ def encoder_layer(x, lengths, params, heads, pre_ln, activation="relu", attn_dro
 def _encoder_layer_grad(op, dy, _dsaved):
     x, lengths, seed = op.inputs[:3]
     params = op.inputs[3:]
-    attrs = {a: op.get_attr(a) for a in ("heads", "pre_ln", "activation", "attn_dropout",
-                                         "act_dropout", "hidden_dropout", "epsilon")}
+    attrs = {a: op.get_attr(a) for a in _ATTRS}
     grads = ops().lightseq_encoder_layer_grad(dy, x, lengths, seed, *params, op.outputs[1],
                                               **attrs)
     return [grads[0], None, None] + list(grads[1:])

@@ -1,7 +1,9 @@
 """LSTransformerDecoderLayer vs NeurST's TransformerDecoderLayer math in
 native TF (same weights, dropout off): outputs and gradients of the input,
 the memory and every variable; incremental decoding with NeurST's cache
-protocol equals the full forward."""
+protocol equals the full forward. Every test runs with the layer as the
+whole-layer op (what a GPU runs) and composed (the CPU's path); decoding with
+a cache is always composed."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,6 +12,8 @@ import lightseq_tf
 from lightseq_tf import config as cfg
 from test_encoder_layer import TOL, gradient_check_config, randomize, weights
 from tolerances import rel_err
+
+pytestmark = pytest.mark.usefixtures("both_layer_paths")
 
 NAMES = ["self_attention_prepost_wrapper/ln/gamma", "self_attention_prepost_wrapper/ln/beta",
          "self_attention_prepost_wrapper/self_attention/qkv_transform/kernel",

@@ -21,10 +21,7 @@ from tolerances import rel_err
 TOL = {"float32": 2e-5, "mixed_float16": 1e-2, "mixed_bfloat16": 8e-2}
 
 
-@pytest.fixture(autouse=True, params=["always", "never"], ids=["whole_op", "composed"])
-def whole_layer_op(request, monkeypatch):
-    monkeypatch.setattr(lightseq_tf.LSTransformerEncoderLayer, "whole_layer_op", request.param)
-    return request.param
+pytestmark = pytest.mark.usefixtures("both_layer_paths")
 
 
 def config(pre_ln, act, **kw):

@@ -1,6 +1,8 @@
 """LSTransformer: the whole model, its generation and export. References are
 independent of the beam search: full (non-incremental) forwards rescore what
-generate returns, a greedy loop over full forwards, and a learned copy task."""
+generate returns, a greedy loop over full forwards, and a learned copy task.
+Full forwards run as whole-layer ops and composed (both_layer_paths);
+generation's incremental steps are always composed."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +10,8 @@ import tensorflow as tf
 import lightseq_tf
 from lightseq_tf import config as cfg
 from lightseq_tf.layers.beam_search import length_penalty
+
+pytestmark = pytest.mark.usefixtures("both_layer_paths")
 
 PAD, BOS, EOS, V = 0, 1, 2, 12
 

@@ -5,11 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "cc/kernels/cpu/fused_dropout_cpu.h"
-#include "cc/kernels/cpu/gemm_cpu.h"
-#include "cc/kernels/cpu/heads_cpu.h"
-#include "cc/kernels/cpu/layer_norm_cpu.h"
-#include "cc/kernels/cpu/softmax_cpu.h"
+#include "cc/kernels/cpu/layer_steps_cpu.h"
 
 namespace lightseq_tf {
 namespace {
@@ -17,10 +13,6 @@ namespace {
 using lightseq::Arena;
 using lightseq::EncoderDims;
 using lightseq::EncoderSaved;
-
-lightseq::DType LayoutDType(int element_size) {
-  return element_size == 4 ? lightseq::DType::kFloat32 : lightseq::DType::kFloat16;
-}
 
 struct Scratch {
   void *qkv_raw, *ctx, *att_out, *f_out;                  // forward
@@ -47,8 +39,7 @@ Scratch CarveScratch(Arena& a, const EncoderDims& d) {
 }
 
 template <typename T>
-struct Step {
-  tensorflow::thread::ThreadPool* pool;
+struct Step : CpuSteps<T> {
   const lightseq::EncoderLayerConfig& c;
   EncoderDims d;
   EncoderSaved s;
@@ -59,10 +50,13 @@ struct Step {
 
   Step(tensorflow::thread::ThreadPool* p, const lightseq::EncoderLayerConfig& cfg, void* saved,
        void* workspace)
-      : pool(p), c(cfg), d(lightseq::encoder_dims(LayoutDType(sizeof(T)), cfg)) {
+      : CpuSteps<T>{p, cfg.batch * cfg.seq_len, cfg.hidden, cfg.epsilon, nullptr},
+        c(cfg),
+        d(lightseq::encoder_dims(LayoutDType(sizeof(T)), cfg)) {
     Arena sa(saved), wa(workspace);
     s = lightseq::carve_encoder_saved(sa, d, c.pre_ln);
     k = CarveScratch(wa, d);
+    this->sums = k.sums;
     T_ = d.T;
     L = c.seq_len;
     dh = c.hidden / c.heads;
@@ -71,38 +65,18 @@ struct Step {
     scale = 1.f / std::sqrt(static_cast<float>(dh));
   }
 
-  static T* P(void* p) { return static_cast<T*>(p); }
-  static const T* P(const void* p) { return static_cast<const T*>(p); }
-  T* part(void* base, int i) const { return P(base) + i * T_ * d.H; }  // Q, K, V slices
-
-  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, const void* B,
-            void* C) const {
-    GemmCpu<T>(pool, ta, tb, M, N, K, P(A), P(B), P(C));
-  }
+  T* part(void* base, int i) const { return this->P(base) + i * T_ * d.H; }  // Q, K, V slices
   void bgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* A, const void* B,
              void* C) const {
-    BatchedGemmCpu<T>(pool, ta, tb, BH, M, N, K, P(A), P(B), P(C));
+    CpuSteps<T>::bgemm(BH, ta, tb, M, N, K, A, B, C);
   }
-  void ln_fwd(const void* x, const void* g, const void* b, void* y, float* m, float* r) const {
-    LayerNormForwardCpu<T>(pool, P(x), P(g), P(b), P(y), m, r, T_, d.H, c.epsilon);
-  }
-  void ln_bwd(const void* dy, const void* x, const float* m, const float* r, const void* g,
-              void* dx, void* dg, void* db) const {
-    LayerNormBackwardCpu<T>(pool, P(dy), P(x), m, r, P(g), P(dx), P(dg), P(db), k.sums, T_, d.H);
-  }
-  // out = residual + dropout(x + bias) over rows of `cols` (bias may be null).
   void bdr_fwd(const void* x, const void* bias, const void* residual, void* out, int64_t cols,
                uint64_t sd, float rate) const {
-    FusedDropoutForwardCpu<T>(pool, CpuAct::kIdentity, P(x), P(bias), P(residual), P(out), T_,
-                              cols, sd, rate);
+    CpuSteps<T>::bdr_fwd(x, bias, residual, out, T_, cols, sd, rate);
   }
   void bdr_bwd(const void* dy, void* dx, void* dbias, int64_t cols, uint64_t sd,
                float rate) const {
-    FusedDropoutBackwardCpu<T>(pool, CpuAct::kIdentity, P(dy), nullptr, nullptr, P(dx),
-                               P(dbias), k.sums, T_, cols, sd, rate);
-  }
-  void add(const void* a, const void* b, void* out) const {
-    bdr_fwd(a, nullptr, b, out, d.H, 0, 0.f);
+    CpuSteps<T>::bdr_bwd(dy, dx, dbias, T_, cols, sd, rate);
   }
 };
 
@@ -132,14 +106,11 @@ void EncoderLayerForwardCpu(tensorflow::thread::ThreadPool* pool,
     a_in = s.a_in;
   }
   st.gemm(false, false, T_, 3 * H, H, a_in, w.qkv_kernel, k.qkv_raw);
-  SplitHeadsCpu<T>(pool, st.P(k.qkv_raw), st.P(w.qkv_bias), st.P(s.qkv),
-                   lightseq::HeadsShape{3, c.batch, c.seq_len, c.heads, dh});
+  st.split(k.qkv_raw, w.qkv_bias, s.qkv, {3, c.batch, c.seq_len, c.heads, dh});
   st.bgemm(false, true, L, L, dh, st.part(s.qkv, 0), st.part(s.qkv, 1), s.scores);
-  AttnSoftmaxForwardCpu<T>(pool, st.P(s.scores), lengths, st.P(s.probs), st.sm, st.scale, false,
-                           seed + 0, c.attn_dropout);
+  st.softmax(s.scores, lengths, s.probs, st.sm, st.scale, false, seed + 0, c.attn_dropout);
   st.bgemm(false, false, L, dh, L, s.probs, st.part(s.qkv, 2), k.ctx);
-  MergeHeadsCpu<T>(pool, st.P(k.ctx), st.P(s.ctx_m),
-                   lightseq::HeadsShape{1, c.batch, c.seq_len, c.heads, dh});
+  st.merge(k.ctx, s.ctx_m, {1, c.batch, c.seq_len, c.heads, dh});
   st.gemm(false, false, T_, H, H, s.ctx_m, w.out_kernel, k.att_out);
   if (c.pre_ln) {
     st.bdr_fwd(k.att_out, w.out_bias, x, s.x1, H, seed + 1, c.hidden_dropout);
@@ -155,8 +126,7 @@ void EncoderLayerForwardCpu(tensorflow::thread::ThreadPool* pool,
     f_in = s.ffn_in;
   }
   st.gemm(false, false, T_, F, H, f_in, w.ffn1_kernel, s.ffn_pre);
-  FusedDropoutForwardCpu<T>(pool, ToCpuAct(c.act), st.P(s.ffn_pre), st.P(w.ffn1_bias), nullptr,
-                            st.P(s.ffn_act), T_, F, seed + 2, c.act_dropout);
+  st.act_fwd(c.act, s.ffn_pre, w.ffn1_bias, s.ffn_act, F, seed + 2, c.act_dropout);
   st.gemm(false, false, T_, H, F, s.ffn_act, w.ffn2_kernel, k.f_out);
   if (c.pre_ln) {
     st.bdr_fwd(k.f_out, w.ffn2_bias, s.x1, y, H, seed + 3, c.hidden_dropout);
@@ -192,9 +162,8 @@ void EncoderLayerBackwardCpu(tensorflow::thread::ThreadPool* pool,
   st.bdr_bwd(d_pre2, k.d_fout, g.ffn2_bias, H, seed + 3, c.hidden_dropout);
   st.gemm(true, false, F, H, T_, s.ffn_act, k.d_fout, g.ffn2_kernel);
   st.gemm(false, true, T_, F, H, k.d_fout, w.ffn2_kernel, k.d_act);
-  FusedDropoutBackwardCpu<T>(pool, ToCpuAct(c.act), st.P(k.d_act), st.P(s.ffn_pre),
-                             st.P(w.ffn1_bias), st.P(k.d_ffpre), st.P(g.ffn1_bias), k.sums, T_, F,
-                             seed + 2, c.act_dropout);
+  st.act_bwd(c.act, k.d_act, s.ffn_pre, w.ffn1_bias, k.d_ffpre, g.ffn1_bias, F, seed + 2,
+             c.act_dropout);
   const void* f_in = c.pre_ln ? s.ffn_in : s.x1;
   st.gemm(true, false, H, F, T_, f_in, k.d_ffpre, g.ffn1_kernel);
   st.gemm(false, true, T_, H, F, k.d_ffpre, w.ffn1_kernel, k.d_ffin);
@@ -211,18 +180,16 @@ void EncoderLayerBackwardCpu(tensorflow::thread::ThreadPool* pool,
   st.bdr_bwd(d_pre1, k.d_att, g.out_bias, H, seed + 1, c.hidden_dropout);
   st.gemm(true, false, H, H, T_, s.ctx_m, k.d_att, g.out_kernel);
   st.gemm(false, true, T_, H, H, k.d_att, w.out_kernel, k.d_ctxm);
-  SplitHeadsCpu<T>(pool, st.P(k.d_ctxm), nullptr, st.P(k.d_ctx),
-                   lightseq::HeadsShape{1, c.batch, c.seq_len, c.heads, dh});
+  st.split(k.d_ctxm, nullptr, k.d_ctx, {1, c.batch, c.seq_len, c.heads, dh});
   // ctx = P V: dP = dctx V^T, dV = P^T dctx.
   st.bgemm(false, true, L, L, dh, k.d_ctx, st.part(s.qkv, 2), k.d_probs);
   st.bgemm(true, false, L, dh, L, s.probs, k.d_ctx, st.part(k.dqkv, 2));
-  AttnSoftmaxBackwardCpu<T>(pool, st.P(k.d_probs), st.P(s.scores), lengths, st.P(k.d_scores),
-                            st.sm, st.scale, false, seed + 0, c.attn_dropout);
+  st.softmax_bwd(k.d_probs, s.scores, lengths, k.d_scores, st.sm, st.scale, false, seed + 0,
+                 c.attn_dropout);
   // scores = Q K^T: dQ = dS K, dK = dS^T Q.
   st.bgemm(false, false, L, dh, L, k.d_scores, st.part(s.qkv, 1), st.part(k.dqkv, 0));
   st.bgemm(true, false, L, dh, L, k.d_scores, st.part(s.qkv, 0), st.part(k.dqkv, 1));
-  MergeHeadsCpu<T>(pool, st.P(k.dqkv), st.P(k.dqkv_raw),
-                   lightseq::HeadsShape{3, c.batch, c.seq_len, c.heads, dh});
+  st.merge(k.dqkv, k.dqkv_raw, {3, c.batch, c.seq_len, c.heads, dh});
   st.bdr_bwd(k.dqkv_raw, k.dqkv, g.qkv_bias, 3 * H, 0, 0.f);  // dbias: column sums
   const void* a_in = c.pre_ln ? s.a_in : static_cast<const void*>(x);
   st.gemm(true, false, H, 3 * H, T_, a_in, k.dqkv_raw, g.qkv_kernel);

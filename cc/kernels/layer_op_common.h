@@ -1,0 +1,74 @@
+// What the whole-layer OpKernels (encoder_layer_kernels.cc,
+// decoder_layer_kernels.cc) share: their attributes and the checks of their
+// parameter inputs and of the forward's `saved` buffer.
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "cc/kernels/tf_glue.h"
+
+namespace lightseq_tf {
+
+// heads, pre_ln, activation, the three dropout rates and epsilon into any
+// config with those fields (EncoderLayerConfig, DecoderLayerConfig).
+template <typename Config>
+absl::Status ReadLayerAttrs(OpKernelConstruction* ctx, Config* c) {
+  int heads;
+  std::string act;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("heads", &heads));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("pre_ln", &c->pre_ln));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("activation", &act));
+  TF_RETURN_IF_ERROR(ParseActivation(act, &c->act));
+  c->heads = heads;
+  for (auto [name, rate] : {std::pair{"attn_dropout", &c->attn_dropout},
+                            {"act_dropout", &c->act_dropout},
+                            {"hidden_dropout", &c->hidden_dropout}}) {
+    TF_RETURN_IF_ERROR(ctx->GetAttr(name, rate));
+    if (!(*rate >= 0.f && *rate < 1.f))
+      return errors::InvalidArgument(name, " must be in [0, 1), got ", *rate);
+  }
+  TF_RETURN_IF_ERROR(ctx->GetAttr("epsilon", &c->epsilon));
+  if (!(std::isfinite(c->epsilon) && c->epsilon > 0.f))
+    return errors::InvalidArgument("epsilon must be finite and > 0, got ", c->epsilon);
+  return absl::OkStatus();
+}
+
+// Inputs first .. first + N - 1 against their names and expected shapes.
+template <size_t N>
+absl::Status CheckParamShapes(OpKernelContext* ctx, int first, const char* const (&names)[N],
+                              const TensorShape (&want)[N], int64_t hidden, int64_t ffn) {
+  for (size_t i = 0; i < N; ++i)
+    if (ctx->input(first + i).shape() != want[i])
+      return errors::InvalidArgument(names[i], " must have shape ", ShapeStr(want[i]),
+                                     " (hidden ", hidden, ", ffn ", ffn, "), got ",
+                                     ShapeStr(ctx->input(first + i).shape()));
+  return absl::OkStatus();
+}
+
+// An int32 lengths input [batch] whose values lie in [0, limit] (CPU: the GPU
+// kernels clamp instead, as a check would need a device-to-host copy).
+inline absl::Status CheckLengths(const Tensor& lengths, const char* name, int64_t batch,
+                                 int64_t limit, const char* limit_name, bool check_values) {
+  if (lengths.dims() != 1 || lengths.dim_size(0) != batch)
+    return errors::InvalidArgument(name, " must have shape [", batch, "] (batch), got ",
+                                   ShapeStr(lengths.shape()));
+  if (check_values) {
+    const int32_t* l = Ptr<int32_t>(lengths);
+    for (int64_t b = 0; b < batch; ++b)
+      if (l[b] < 0 || l[b] > limit)
+        return errors::InvalidArgument(name, "[", b, "] = ", l[b], " is outside [0, ", limit,
+                                       "] (", limit_name, ")");
+  }
+  return absl::OkStatus();
+}
+
+inline absl::Status CheckSaved(const Tensor& saved, int64_t bytes) {
+  if (saved.dims() == 1 && saved.dim_size(0) == bytes) return absl::OkStatus();
+  return errors::InvalidArgument(
+      "saved must be the forward's `saved` output for these shapes and attributes ([", bytes,
+      "] bytes), got ", ShapeStr(saved.shape()));
+}
+
+}  // namespace lightseq_tf
