@@ -2,6 +2,7 @@
 TensorFlow ops only (one tf.while_loop), so it runs eagerly, in tf.function
 and in an exported SavedModel alike.
 
+beam_size 1 is greedy decoding: the argmax at every step, until EOS.
 Scoring is GNMT's: a finished hypothesis of n tokens (its EOS included)
 scores log P / ((5 + n) / 6) ** alpha. The search keeps `beam_size` alive
 hypotheses and the `beam_size` best finished ones per sentence and stops at
@@ -35,6 +36,9 @@ def beam_search(step_fn, state, batch, beam_size, max_len, alpha, start_id, eos_
     hypothesis, padded with pad_id after its EOS; scores [batch] float32).
     """
     k = beam_size
+    # 2k candidates per step keep k alive ones even when k of them just ended;
+    # beam_size 1 takes the argmax alone, which makes it greedy decoding.
+    candidates = 2 * k if k > 1 else 1
     max_len = tf.cast(max_len, tf.int32)
     alive_seq = tf.fill([batch, k, 1], tf.cast(start_id, tf.int32))
     alive_logp = tf.tile(tf.constant([[0.0] + [_NEG_INF] * (k - 1)]), [batch, 1])
@@ -47,7 +51,7 @@ def beam_search(step_fn, state, batch, beam_size, max_len, alpha, start_id, eos_
         logp, state = step_fn(tf.reshape(alive_seq[:, :, -1], [-1]), t, state)
         vocab = tf.shape(logp)[-1]
         cand = alive_logp[:, :, None] + tf.reshape(logp, [batch, k, vocab])
-        scores, flat = tf.math.top_k(tf.reshape(cand, [batch, k * vocab]), 2 * k)
+        scores, flat = tf.math.top_k(tf.reshape(cand, [batch, k * vocab]), candidates)
         beam, token = flat // vocab, flat % vocab
         seq = tf.concat([_gather_beams(alive_seq, beam), token[:, :, None]], axis=2)
         is_eos = tf.equal(token, eos_id)
