@@ -125,26 +125,15 @@ class CrossEntropyConfig:
         _local_rank(self.local_rank)
 
 
-@dataclasses.dataclass(frozen=True)
-class TransformerModelConfig:
-    """A whole encoder-decoder model (LightSeq's LSTransformer fields, plus how
-    embeddings are shared and the ids generation starts and stops with)."""
-    max_batch_tokens: int
-    max_seq_len: int
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransformerModelConfig(TransformerConfig):
+    """A whole encoder-decoder model: the layer fields (TransformerConfig) plus
+    LightSeq's LSTransformer fields, how embeddings are shared and the ids
+    generation starts and stops with."""
     vocab_size: int
     padding_idx: int
     num_encoder_layer: int
     num_decoder_layer: int
-    hidden_size: int
-    intermediate_size: int
-    nhead: int
-    attn_prob_dropout_ratio: float
-    activation_dropout_ratio: float
-    hidden_dropout_ratio: float
-    pre_layer_norm: bool
-    activation_fn: str
-    fp16: bool = False
-    local_rank: int = -1
     src_vocab_size: int = 0         # 0: vocab_size (a joint vocabulary)
     share_embeddings: bool = True   # one table for source and target (needs one vocabulary)
     tie_output: bool = True         # output projection = target embedding table, transposed
@@ -153,6 +142,7 @@ class TransformerModelConfig:
     bos_idx: int = -1               # -1: eos_idx (fairseq's convention)
 
     def __post_init__(self):
+        super().__post_init__()
         for f in ("vocab_size", "num_encoder_layer", "num_decoder_layer"):
             _positive_int(f, getattr(self, f))
         if isinstance(self.src_vocab_size, bool) or not isinstance(self.src_vocab_size, int) or \
@@ -170,7 +160,6 @@ class TransformerModelConfig:
             if isinstance(v, bool) or not isinstance(v, int) or not low <= v < self.vocab_size:
                 raise ValueError("%s must be an int in [%d, vocab_size = %d), got %r"
                                  % (f, low, self.vocab_size, v))
-        self.layer()  # the layer fields' own checks
         self.embedding(source=True)
 
     @property
@@ -182,9 +171,9 @@ class TransformerModelConfig:
         return self.eos_idx if self.bos_idx < 0 else self.bos_idx
 
     def layer(self) -> TransformerConfig:
-        names = {f.name for f in dataclasses.fields(TransformerConfig)}
-        return TransformerConfig(**{k: v for k, v in dataclasses.asdict(self).items()
-                                    if k in names})
+        """The layer fields alone (what each encoder / decoder layer takes)."""
+        return TransformerConfig(**{f.name: getattr(self, f.name)
+                                    for f in dataclasses.fields(TransformerConfig)})
 
     def embedding(self, source) -> EmbeddingConfig:
         return EmbeddingConfig(

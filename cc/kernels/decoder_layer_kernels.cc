@@ -2,8 +2,6 @@
 // allocate `saved` (an output) and the workspace (a temporary) through TF,
 // then run the CPU twin or cuda/layers/decoder_layer.cc on TF's stream and BLAS.
 #define EIGEN_USE_THREADS
-#include <cstring>
-
 #include "cc/kernels/cpu/decoder_layer_cpu.h"
 #include "cc/kernels/layer_op_common.h"
 #include "cc/kernels/tf_glue.h"
@@ -11,7 +9,6 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #if GOOGLE_CUDA
-#include "cc/kernels/tf_blas_gemm.h"
 #include "lightseq/decoder_layer.h"
 #endif
 
@@ -78,9 +75,6 @@ struct DecoderLaunch<CPUDevice, T> {
   static size_t WorkspaceBytes(const lightseq::DecoderLayerConfig& c) {
     return DecoderLayerCpuWorkspaceBytes(sizeof(T), c);
   }
-  static void Zero(OpKernelContext*, Tensor* t) {
-    std::memset(MutPtr<char>(t), 0, t->TotalBytes());
-  }
   static void Forward(OpKernelContext* ctx, const lightseq::DecoderLayerConfig& c,
                       const lightseq::DecoderLayerParams& w, const T* x, const T* memory,
                       const int32_t* lengths, T* y, uint64_t seed, void* saved, void* ws) {
@@ -105,34 +99,23 @@ struct DecoderLaunch<GPUDevice, T> {
   static size_t WorkspaceBytes(const lightseq::DecoderLayerConfig& c) {
     return lightseq::decoder_layer_workspace_bytes(CudaDType<T>::value, c);
   }
-  static void Zero(OpKernelContext* ctx, Tensor* t) {
-    LIGHTSEQ_OP_REQUIRES_CUDA(
-        ctx, cudaMemsetAsync(MutPtr<char>(t), 0, t->TotalBytes(), ctx->eigen_gpu_device().stream()),
-        "cudaMemsetAsync");
-  }
   static void Forward(OpKernelContext* ctx, const lightseq::DecoderLayerConfig& c,
                       const lightseq::DecoderLayerParams& w, const T* x, const T* memory,
                       const int32_t* lengths, T* y, uint64_t seed, void* saved, void* ws) {
-    const TfBlasGemm gemm(ctx);
-    OP_REQUIRES_OK(ctx, gemm.Available());
-    const cudaError_t e =
-        lightseq::decoder_layer_fwd(CudaDType<T>::value, c, w, x, memory, lengths, y, seed, saved,
-                                    ws, gemm, ctx->eigen_gpu_device().stream());
-    OP_REQUIRES_OK(ctx, gemm.last_error());
-    LIGHTSEQ_OP_REQUIRES_CUDA(ctx, e, "lightseq::decoder_layer_fwd");
+    RunLayerOnGpu(ctx, "lightseq::decoder_layer_fwd", [&](const auto& gemm, cudaStream_t s) {
+      return lightseq::decoder_layer_fwd(CudaDType<T>::value, c, w, x, memory, lengths, y, seed,
+                                         saved, ws, gemm, s);
+    });
   }
   static void Backward(OpKernelContext* ctx, const lightseq::DecoderLayerConfig& c,
                        const lightseq::DecoderLayerParams& w, const T* x, const T* memory,
                        const int32_t* lengths, const T* dy, T* dx, T* dmemory,
                        const lightseq::DecoderLayerParams& g, uint64_t seed, const void* saved,
                        void* ws) {
-    const TfBlasGemm gemm(ctx);
-    OP_REQUIRES_OK(ctx, gemm.Available());
-    const cudaError_t e = lightseq::decoder_layer_bwd(CudaDType<T>::value, c, w, x, memory,
-                                                      lengths, dy, dx, dmemory, g, seed, saved,
-                                                      ws, gemm, ctx->eigen_gpu_device().stream());
-    OP_REQUIRES_OK(ctx, gemm.last_error());
-    LIGHTSEQ_OP_REQUIRES_CUDA(ctx, e, "lightseq::decoder_layer_bwd");
+    RunLayerOnGpu(ctx, "lightseq::decoder_layer_bwd", [&](const auto& gemm, cudaStream_t s) {
+      return lightseq::decoder_layer_bwd(CudaDType<T>::value, c, w, x, memory, lengths, dy, dx,
+                                         dmemory, g, seed, saved, ws, gemm, s);
+    });
   }
 };
 #endif  // GOOGLE_CUDA
@@ -171,8 +154,7 @@ class DecoderLayerOp : public OpKernel, DecoderLayerAttrs {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({saved_bytes}), &saved));
     if (empty) return;
     Tensor ws;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_UINT8,
-                                           TensorShape({int64_t(Launch::WorkspaceBytes(c))}), &ws));
+    OP_REQUIRES_OK(ctx, AllocateWorkspace(ctx, Launch::WorkspaceBytes(c), &ws));
     Launch::Forward(ctx, c, Params<T>(ctx, 4), Ptr<T>(x), Ptr<T>(memory),
                     Ptr<int32_t>(ctx->input(2)), MutPtr<T>(y), seed, MutPtr<uint8_t>(saved),
                     MutPtr<uint8_t>(&ws));
@@ -207,13 +189,12 @@ class DecoderLayerGradOp : public OpKernel, DecoderLayerAttrs {
     for (int i = 0; i < 20; ++i)
       OP_REQUIRES_OK(ctx, ctx->allocate_output(2 + i, ctx->input(5 + i).shape(), &grads[i]));
     if (empty) {  // no tokens: every gradient is zero
-      Launch::Zero(ctx, dmemory);
-      for (Tensor* g : grads) Launch::Zero(ctx, g);
+      ZeroTensor<Device>(ctx, dmemory);
+      for (Tensor* g : grads) ZeroTensor<Device>(ctx, g);
       return;
     }
     Tensor ws;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_UINT8,
-                                           TensorShape({int64_t(Launch::WorkspaceBytes(c))}), &ws));
+    OP_REQUIRES_OK(ctx, AllocateWorkspace(ctx, Launch::WorkspaceBytes(c), &ws));
     auto m = [&](int i) { return MutPtr<T>(grads[i]); };
     const lightseq::DecoderLayerParams g = {m(0),  m(1),  m(2),  m(3),  m(4),  m(5),  m(6),
                                             m(7),  m(8),  m(9),  m(10), m(11), m(12), m(13),

@@ -3,7 +3,6 @@
 // then run the CPU twin or cuda/layers/encoder_layer.cc on TF's stream and BLAS.
 #define EIGEN_USE_THREADS
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include "cc/kernels/cpu/encoder_layer_cpu.h"
@@ -13,7 +12,6 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #if GOOGLE_CUDA
-#include "cc/kernels/tf_blas_gemm.h"
 #include "lightseq/encoder_layer.h"
 #endif
 
@@ -69,9 +67,6 @@ struct EncoderLaunch<CPUDevice, T> {
   static size_t WorkspaceBytes(const lightseq::EncoderLayerConfig& c) {
     return EncoderLayerCpuWorkspaceBytes(sizeof(T), c);
   }
-  static void Zero(OpKernelContext*, Tensor* t) {
-    std::memset(MutPtr<char>(t), 0, t->TotalBytes());
-  }
   static void Forward(OpKernelContext* ctx, const lightseq::EncoderLayerConfig& c,
                       const lightseq::EncoderLayerParams& w, const T* x, const int32_t* lengths,
                       T* y, uint64_t seed, void* saved, void* ws) {
@@ -95,34 +90,23 @@ struct EncoderLaunch<GPUDevice, T> {
   static size_t WorkspaceBytes(const lightseq::EncoderLayerConfig& c) {
     return lightseq::encoder_layer_workspace_bytes(CudaDType<T>::value, c);
   }
-  static void Zero(OpKernelContext* ctx, Tensor* t) {
-    LIGHTSEQ_OP_REQUIRES_CUDA(
-        ctx, cudaMemsetAsync(MutPtr<char>(t), 0, t->TotalBytes(), ctx->eigen_gpu_device().stream()),
-        "cudaMemsetAsync");
-  }
   static void Forward(OpKernelContext* ctx, const lightseq::EncoderLayerConfig& c,
                       const lightseq::EncoderLayerParams& w, const T* x, const int32_t* lengths,
                       T* y, uint64_t seed, void* saved, void* ws) {
-    const TfBlasGemm gemm(ctx);
-    OP_REQUIRES_OK(ctx, gemm.Available());
-    const cudaError_t e = lightseq::encoder_layer_fwd(CudaDType<T>::value, c, w, x, lengths, y,
-                                                      seed, saved, ws, gemm,
-                                                      ctx->eigen_gpu_device().stream());
-    OP_REQUIRES_OK(ctx, gemm.last_error());
-    LIGHTSEQ_OP_REQUIRES_CUDA(ctx, e, "lightseq::encoder_layer_fwd");
+    RunLayerOnGpu(ctx, "lightseq::encoder_layer_fwd", [&](const auto& gemm, cudaStream_t s) {
+      return lightseq::encoder_layer_fwd(CudaDType<T>::value, c, w, x, lengths, y, seed, saved,
+                                         ws, gemm, s);
+    });
   }
   static void Backward(OpKernelContext* ctx, const lightseq::EncoderLayerConfig& c,
                        const lightseq::EncoderLayerParams& w, const T* x,
                        const int32_t* lengths, const T* dy, T* dx,
                        const lightseq::EncoderLayerParams& g, uint64_t seed, const void* saved,
                        void* ws) {
-    const TfBlasGemm gemm(ctx);
-    OP_REQUIRES_OK(ctx, gemm.Available());
-    const cudaError_t e = lightseq::encoder_layer_bwd(CudaDType<T>::value, c, w, x, lengths, dy,
-                                                      dx, g, seed, saved, ws, gemm,
-                                                      ctx->eigen_gpu_device().stream());
-    OP_REQUIRES_OK(ctx, gemm.last_error());
-    LIGHTSEQ_OP_REQUIRES_CUDA(ctx, e, "lightseq::encoder_layer_bwd");
+    RunLayerOnGpu(ctx, "lightseq::encoder_layer_bwd", [&](const auto& gemm, cudaStream_t s) {
+      return lightseq::encoder_layer_bwd(CudaDType<T>::value, c, w, x, lengths, dy, dx, g, seed,
+                                         saved, ws, gemm, s);
+    });
   }
 };
 #endif  // GOOGLE_CUDA
@@ -156,8 +140,7 @@ class EncoderLayerOp : public OpKernel, EncoderLayerAttrs {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({saved_bytes}), &saved));
     if (empty) return;
     Tensor ws;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_UINT8,
-                                           TensorShape({int64_t(Launch::WorkspaceBytes(c))}), &ws));
+    OP_REQUIRES_OK(ctx, AllocateWorkspace(ctx, Launch::WorkspaceBytes(c), &ws));
     Launch::Forward(ctx, c, Params<T>(ctx, 3), Ptr<T>(x), Ptr<int32_t>(ctx->input(1)),
                     MutPtr<T>(y), seed, MutPtr<uint8_t>(saved), MutPtr<uint8_t>(&ws));
   }
@@ -190,12 +173,11 @@ class EncoderLayerGradOp : public OpKernel, EncoderLayerAttrs {
     for (int i = 0; i < 12; ++i)
       OP_REQUIRES_OK(ctx, ctx->allocate_output(1 + i, ctx->input(4 + i).shape(), &grads[i]));
     if (empty) {  // no tokens: every parameter gradient is zero
-      for (Tensor* g : grads) Launch::Zero(ctx, g);
+      for (Tensor* g : grads) ZeroTensor<Device>(ctx, g);
       return;
     }
     Tensor ws;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_UINT8,
-                                           TensorShape({int64_t(Launch::WorkspaceBytes(c))}), &ws));
+    OP_REQUIRES_OK(ctx, AllocateWorkspace(ctx, Launch::WorkspaceBytes(c), &ws));
     const lightseq::EncoderLayerParams g = {
         MutPtr<T>(grads[0]), MutPtr<T>(grads[1]), MutPtr<T>(grads[2]),  MutPtr<T>(grads[3]),
         MutPtr<T>(grads[4]), MutPtr<T>(grads[5]), MutPtr<T>(grads[6]),  MutPtr<T>(grads[7]),

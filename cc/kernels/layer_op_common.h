@@ -4,10 +4,14 @@
 #pragma once
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <utility>
 
 #include "cc/kernels/tf_glue.h"
+#if GOOGLE_CUDA
+#include "cc/kernels/tf_blas_gemm.h"
+#endif
 
 namespace lightseq_tf {
 
@@ -70,5 +74,39 @@ inline absl::Status CheckSaved(const Tensor& saved, int64_t bytes) {
       "saved must be the forward's `saved` output for these shapes and attributes ([", bytes,
       "] bytes), got ", ShapeStr(saved.shape()));
 }
+
+inline absl::Status AllocateWorkspace(OpKernelContext* ctx, size_t bytes, Tensor* ws) {
+  return ctx->allocate_temp(tensorflow::DT_UINT8, TensorShape({static_cast<int64_t>(bytes)}), ws);
+}
+
+// Zeroes a tensor on its device (the gradients of an op that saw no tokens).
+template <typename Device>
+void ZeroTensor(OpKernelContext* ctx, Tensor* t);
+template <>
+inline void ZeroTensor<CPUDevice>(OpKernelContext*, Tensor* t) {
+  std::memset(MutPtr<char>(t), 0, t->TotalBytes());
+}
+
+#if GOOGLE_CUDA
+template <>
+inline void ZeroTensor<GPUDevice>(OpKernelContext* ctx, Tensor* t) {
+  LIGHTSEQ_OP_REQUIRES_CUDA(ctx,
+                            cudaMemsetAsync(MutPtr<char>(t), 0, t->TotalBytes(),
+                                            ctx->eigen_gpu_device().stream()),
+                            "cudaMemsetAsync");
+}
+
+// Runs a cuda/layers call, fn(const lightseq::Gemm&, cudaStream_t) ->
+// cudaError_t, with TensorFlow's BLAS on the op's stream; a failure becomes
+// the op's error, naming `what` (and TF's BLAS status when a GEMM failed).
+template <typename F>
+void RunLayerOnGpu(OpKernelContext* ctx, const char* what, F&& fn) {
+  const TfBlasGemm gemm(ctx);
+  OP_REQUIRES_OK(ctx, gemm.Available());
+  const cudaError_t e = fn(gemm, ctx->eigen_gpu_device().stream());
+  OP_REQUIRES_OK(ctx, gemm.last_error());
+  LIGHTSEQ_OP_REQUIRES_CUDA(ctx, e, what);
+}
+#endif  // GOOGLE_CUDA
 
 }  // namespace lightseq_tf

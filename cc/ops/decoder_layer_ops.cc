@@ -1,6 +1,7 @@
 // The whole Transformer decoder layer (training: all target positions at
 // once) as one forward and one backward op (math, dropout streams, layout:
 // cuda/include/lightseq/decoder_layer.h).
+#include "cc/ops/layer_op_attrs.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -68,16 +69,6 @@ absl::Status DecoderLayerInputs(InferenceContext* c, int x, int params, ShapeHan
       .Kind(Role "ffn2_kernel: T")          \
       .Kind(Role "ffn2_bias: T")
 
-#define LIGHTSEQ_DECODER_ATTRS                           \
-  .Attr("T: {float, half, bfloat16}")                    \
-      .Attr("heads: int >= 1")                           \
-      .Attr("pre_ln: bool")                              \
-      .Attr("activation: {'relu', 'gelu', 'gelu_tanh'}") \
-      .Attr("attn_dropout: float = 0.0")                 \
-      .Attr("act_dropout: float = 0.0")                  \
-      .Attr("hidden_dropout: float = 0.0")               \
-      .Attr("epsilon: float = 1e-6")
-
 REGISTER_OP("LightseqDecoderLayer")
     .Input("x: T")
     .Input("memory: T")
@@ -86,7 +77,7 @@ REGISTER_OP("LightseqDecoderLayer")
     LIGHTSEQ_DECODER_PARAMS(Input, "")
     .Output("y: T")
     .Output("saved: uint8")
-    LIGHTSEQ_DECODER_ATTRS
+    LIGHTSEQ_LAYER_ATTRS
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, m;
       TF_RETURN_IF_ERROR(DecoderLayerInputs(c, 0, 4, &x, &m));
@@ -113,7 +104,7 @@ REGISTER_OP("LightseqDecoderLayerGrad")
     .Output("dx: T")
     .Output("dmemory: T")
     LIGHTSEQ_DECODER_PARAMS(Output, "d_")
-    LIGHTSEQ_DECODER_ATTRS
+    LIGHTSEQ_LAYER_ATTRS
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, m, dy;
       TF_RETURN_IF_ERROR(DecoderLayerInputs(c, 1, 5, &x, &m));
@@ -130,6 +121,5 @@ attributes (its size is checked).
 )doc");
 
 #undef LIGHTSEQ_DECODER_PARAMS
-#undef LIGHTSEQ_DECODER_ATTRS
 
 }  // namespace lightseq_tf

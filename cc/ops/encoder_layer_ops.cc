@@ -1,5 +1,6 @@
 // The whole Transformer encoder layer as one forward and one backward op
 // (math, dropout streams and variable layout: cuda/include/lightseq/encoder_layer.h).
+#include "cc/ops/layer_op_attrs.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -52,16 +53,6 @@ absl::Status EncoderLayerInputs(InferenceContext* c, int x, int params, ShapeHan
       .Kind(Role "ffn2_kernel: T")  \
       .Kind(Role "ffn2_bias: T")
 
-#define LIGHTSEQ_ENCODER_ATTRS                                \
-  .Attr("T: {float, half, bfloat16}")                         \
-      .Attr("heads: int >= 1")                                \
-      .Attr("pre_ln: bool")                                   \
-      .Attr("activation: {'relu', 'gelu', 'gelu_tanh'}")      \
-      .Attr("attn_dropout: float = 0.0")                      \
-      .Attr("act_dropout: float = 0.0")                       \
-      .Attr("hidden_dropout: float = 0.0")                    \
-      .Attr("epsilon: float = 1e-6")
-
 REGISTER_OP("LightseqEncoderLayer")
     .Input("x: T")
     .Input("lengths: int32")
@@ -69,7 +60,7 @@ REGISTER_OP("LightseqEncoderLayer")
     LIGHTSEQ_ENCODER_PARAMS(Input, "")
     .Output("y: T")
     .Output("saved: uint8")
-    LIGHTSEQ_ENCODER_ATTRS
+    LIGHTSEQ_LAYER_ATTRS
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x;
       TF_RETURN_IF_ERROR(EncoderLayerInputs(c, 0, 3, &x));
@@ -93,7 +84,7 @@ REGISTER_OP("LightseqEncoderLayerGrad")
     .Input("saved: uint8")
     .Output("dx: T")
     LIGHTSEQ_ENCODER_PARAMS(Output, "d_")
-    LIGHTSEQ_ENCODER_ATTRS
+    LIGHTSEQ_LAYER_ATTRS
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle x, dy;
       TF_RETURN_IF_ERROR(EncoderLayerInputs(c, 1, 4, &x));
@@ -110,6 +101,5 @@ without a device-to-host copy on the GPU.
 )doc");
 
 #undef LIGHTSEQ_ENCODER_PARAMS
-#undef LIGHTSEQ_ENCODER_ATTRS
 
 }  // namespace lightseq_tf

@@ -104,7 +104,7 @@ def test_greedy_picks_the_full_forward_argmax_at_every_step():
 
 
 def test_beam_search_learns_a_copy_task():
-    tf.random.set_seed(0)
+    tf.keras.utils.set_random_seed(0)  # Keras 3's initializers keep their own seed state
     model = built(num_encoder_layer=1, num_decoder_layer=1, label_smoothing=0.0)
     opt = lightseq_tf.LSAdam(3e-3)
     rng = np.random.default_rng(0)
@@ -125,8 +125,10 @@ def test_beam_search_learns_a_copy_task():
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    for _ in range(500):
+    for _ in range(1000):  # typically converged after 300-400 steps
         loss = float(train(*batch()))
+        if loss < 0.02:
+            break
     assert loss < 0.1
     src, _, want = batch(16)
     ids = model.generate(tf.constant(src), beam_size=4)[0].numpy()
