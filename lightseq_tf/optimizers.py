@@ -6,10 +6,13 @@ Keras 3's Adam) and keeps its slots, config, hyper-parameters, schedules,
 loss scaling, clipping and checkpoints.
 
 Fused only where the op computes exactly Keras' update: float32 variables,
-float32/float16/bfloat16 gradients, no AMSGrad, the default tf.distribute
-strategy (under another strategy the update runs per replica and variable
-inside the strategy's update machinery, which this op does not plug into
-yet). Everything else takes the parent's per-variable path, unchanged.
+float32/float16/bfloat16 gradients, no AMSGrad. Under a mirroring
+tf.distribute strategy (MirroredStrategy, MultiWorkerMirroredStrategy,
+OneDeviceStrategy) the fused op runs once per local replica on that replica's
+copies of the variables and slots, with the gradients the strategy has
+already all-reduced, so every copy takes the same step. Other strategies
+(parameter servers, TPUs) and everything else take the parent's per-variable
+path, unchanged.
 """
 import math
 import numbers
@@ -23,6 +26,8 @@ FUSED_GRAD_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
 
 
 def _fusable(grad, var):
+    if isinstance(grad, tf.distribute.DistributedValues):  # cross-replica: one per replica
+        grad = grad.values[0]
     return tf.as_dtype(var.dtype) == tf.float32 and grad.dtype in FUSED_GRAD_DTYPES
 
 
@@ -59,6 +64,28 @@ def _fused_adam(grads, variables, ms, vs, lr, beta_1, beta_2, epsilon, step):
     return tf.group(*updates)
 
 
+_MIRRORING = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy,
+              tf.distribute.OneDeviceStrategy)
+
+
+def _fusable_strategy(distribution):
+    """The default strategy or one that keeps a full copy of every variable per
+    replica (updated in the cross-replica context with reduced gradients)."""
+    return not tf.distribute.has_strategy() or isinstance(distribution, _MIRRORING)
+
+
+def _fused_adam_per_replica(distribution, grads, variables, ms, vs, *hyper):
+    """_fused_adam on each local replica's copies (one copy under the default
+    strategy): experimental_local_results gives a mirrored variable's (or an
+    all-reduced gradient's) per-replica components, in replica order."""
+    local = distribution.experimental_local_results
+    copies = [[local(t) for t in ts] for ts in (grads, variables, ms, vs)]
+    replicas = len(copies[1][0])
+    return tf.group(*[
+        _fused_adam(*[[c[i] if len(c) > 1 else c[0] for c in ts] for ts in copies], *hyper)
+        for i in range(replicas)])
+
+
 def _check_epsilon(epsilon):
     # The op requires epsilon > 0 (it divides by sqrt(v) + epsilon with v = 0 possible).
     if isinstance(epsilon, numbers.Real) and not (math.isfinite(epsilon) and epsilon > 0):
@@ -85,23 +112,24 @@ if KERAS3:
             super().__init__(*args, **kwargs)
             _check_epsilon(self.epsilon)
 
-        def _backend_update_step(self, grads, trainable_variables, learning_rate):
-            if self.amsgrad or tf.distribute.has_strategy():
-                return super()._backend_update_step(grads, trainable_variables, learning_rate)
-            pairs = list(zip(grads, trainable_variables))
-            fuse = [_fusable(g, v) for g, v in pairs]
-            fused = [gv for gv, f in zip(pairs, fuse) if f]
-            rest = [gv for gv, f in zip(pairs, fuse) if not f]
+        # Keras' per-variable loop (cross-replica context, gradients reduced);
+        # the base class then increments `iterations`.
+        def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+            if self.amsgrad or not _fusable_strategy(distribution):
+                return super()._distributed_tf_update_step(distribution, grads_and_vars,
+                                                           learning_rate)
+            fuse = [_fusable(g, v) for g, v in grads_and_vars]
+            fused = [gv for gv, f in zip(grads_and_vars, fuse) if f]
+            rest = [gv for gv, f in zip(grads_and_vars, fuse) if not f]
             if fused:
                 index = [self._get_variable_index(v) for _, v in fused]
-                _fused_adam([g for g, _ in fused], [_tf_variable(v) for _, v in fused],
-                            [_tf_variable(self._momentums[i]) for i in index],
-                            [_tf_variable(self._velocities[i]) for i in index],
-                            learning_rate, self.beta_1, self.beta_2, self.epsilon,
-                            self.iterations + 1)
+                _fused_adam_per_replica(
+                    distribution, [g for g, _ in fused], [_tf_variable(v) for _, v in fused],
+                    [_tf_variable(self._momentums[i]) for i in index],
+                    [_tf_variable(self._velocities[i]) for i in index],
+                    learning_rate, self.beta_1, self.beta_2, self.epsilon, self.iterations + 1)
             if rest:
-                super()._backend_update_step([g for g, _ in rest], [v for _, v in rest],
-                                             learning_rate)
+                super()._distributed_tf_update_step(distribution, rest, learning_rate)
 else:
     @serializable
     class LSAdam(keras.optimizers.legacy.Adam):
@@ -118,7 +146,7 @@ else:
         # Overridden below apply_gradients, which still aggregates, clips and
         # prepares; this is the per-variable loop (then iterations += 1).
         def _distributed_apply(self, distribution, grads_and_vars, apply_state, name):
-            if self.amsgrad or tf.distribute.has_strategy():
+            if self.amsgrad or not _fusable_strategy(distribution):
                 return super()._distributed_apply(distribution, grads_and_vars, apply_state, name)
             # Constrained variables keep the parent's path, which applies the
             # constraint (or rejects it for sparse gradients) after the update.
@@ -128,8 +156,8 @@ else:
             updates = []
             if fused:
                 with tf.name_scope(name or self._name):
-                    updates.append(_fused_adam(
-                        [g for g, _ in fused], [v for _, v in fused],
+                    updates.append(_fused_adam_per_replica(
+                        distribution, [g for g, _ in fused], [v for _, v in fused],
                         [self.get_slot(v, "m") for _, v in fused],
                         [self.get_slot(v, "v") for _, v in fused],
                         self._decayed_lr(tf.float32), self._get_hyper("beta_1", tf.float32),
