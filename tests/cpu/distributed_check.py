@@ -1,18 +1,22 @@
-"""tf.distribute.MirroredStrategy over two logical CPU devices (run as a
-script by test_distributed.py: logical devices must be set before TensorFlow
-starts). LSTransformer (whole-layer ops and composed), its fused
+"""tf.distribute over two logical CPU devices (run as a script by
+test_distributed.py: logical devices must be set before TensorFlow starts).
+`mirrored` (default): MirroredStrategy. LSTransformer (whole-layer ops and composed), its fused
 cross-entropy and LSAdam (its fused op once per replica) train 3 steps with the batch split across the two
 replicas; the weights must equal a single-device run on the whole batch.
 Then, with dropout on, the replicas draw different masks and a fixed global
-seed reproduces the run."""
+seed reproduces the run. `worker OUT` (with TF_CONFIG set): one worker of a
+MultiWorkerMirroredStrategy, each worker one replica; `single OUT INIT`: the
+one-device reference on the whole batch from INIT's weights. Both save the
+start and final weights to OUT (.npz) for the test to compare."""
 import os
 import sys
 
 import numpy as np
 import tensorflow as tf
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+if sys.argv[1:2] != ["worker"]:  # a worker is one replica on its one CPU
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lightseq_tf  # noqa: E402
@@ -91,12 +95,31 @@ def train(strategy, rate, init=None, seed=None):
         losses.append(float(step(*args)))
     graph = step.get_concrete_function(*args).graph.as_graph_def()
     ops = [n.op for n in graph.node] + [n.op for f in graph.library.function for n in f.node_def]
-    assert ops.count("LightseqMultiTensorAdam") >= strategy.num_replicas_in_sync, \
+    assert ops.count("LightseqMultiTensorAdam") >= len(strategy.extended.worker_devices), \
         "LSAdam did not take its fused path under %s" % type(strategy).__name__
     return start, [w.numpy() for w in model.weights], losses
 
 
+def save(path, start, final, losses):
+    np.savez(path, losses=np.array(losses), **{"start_%d" % i: w for i, w in enumerate(start)},
+             **{"final_%d" % i: w for i, w in enumerate(final)})
+
+
 def main():
+    if sys.argv[1:2] == ["worker"]:
+        # The two workers start from the same seeded initial values (and the
+        # strategy broadcasts worker 0's anyway).
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        save(sys.argv[2], *train(strategy, 0.0, seed=11))
+        print("WORKER OK", flush=True)
+        return
+    if sys.argv[1:2] == ["single"]:
+        init = np.load(sys.argv[3])
+        weights = [init["start_%d" % i]
+                   for i in range(sum(f.startswith("start_") for f in init.files))]
+        save(sys.argv[2], *train(tf.distribute.OneDeviceStrategy("/cpu:0"), 0.0, init=weights))
+        print("SINGLE OK", flush=True)
+        return
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     single = tf.distribute.OneDeviceStrategy("/cpu:0")
     for path in ("always", "never"):
