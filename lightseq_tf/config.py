@@ -203,31 +203,25 @@ def _build(cls, preset, overrides):
     return cls(**values)
 
 
+def _preset(model):
+    if model is None:
+        return {}
+    if model in PRESETS:
+        return dict(PRESETS[model], **_DROPOUT)
+    raise ValueError("model must be one of %s (or None), got %r" % (", ".join(PRESETS), model))
+
+
 def transformer_config(model: Optional[str] = None, **overrides) -> TransformerConfig:
     """A preset (`transformer-base`, `transformer-big`, `bert-base`, `bert-big`;
     dropouts 0.1) with `overrides` applied, or all fields given explicitly."""
-    if model is None:
-        preset = {}
-    elif model in PRESETS:
-        preset = dict(PRESETS[model], **_DROPOUT)
-    else:
-        raise ValueError("model must be one of %s (or None), got %r"
-                         % (", ".join(PRESETS), model))
-    return _build(TransformerConfig, preset, overrides)
+    return _build(TransformerConfig, _preset(model), overrides)
 
 
 def transformer_model_config(model: Optional[str] = None, **overrides) -> TransformerModelConfig:
     """LSTransformer.get_config: a layer preset (as transformer_config) plus
     the model fields (max_batch_tokens, max_seq_len, vocab_size, padding_idx,
     num_encoder_layer, num_decoder_layer, ...)."""
-    if model is None:
-        preset = {}
-    elif model in PRESETS:
-        preset = dict(PRESETS[model], **_DROPOUT)
-    else:
-        raise ValueError("model must be one of %s (or None), got %r"
-                         % (", ".join(PRESETS), model))
-    return _build(TransformerModelConfig, preset, overrides)
+    return _build(TransformerModelConfig, _preset(model), overrides)
 
 
 def embedding_config(**fields) -> EmbeddingConfig:

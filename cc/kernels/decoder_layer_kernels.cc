@@ -122,13 +122,7 @@ struct DecoderLaunch<GPUDevice, T> {
 
 }  // namespace
 
-class DecoderLayerAttrs {
- protected:
-  explicit DecoderLayerAttrs(OpKernelConstruction* ctx) : c_{} {
-    OP_REQUIRES_OK(ctx, ReadLayerAttrs(ctx, &c_));
-  }
-  lightseq::DecoderLayerConfig c_;
-};
+using DecoderLayerAttrs = LayerAttrs<lightseq::DecoderLayerConfig>;
 
 template <typename Device, typename T>
 class DecoderLayerOp : public OpKernel, DecoderLayerAttrs {

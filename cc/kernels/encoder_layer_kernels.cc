@@ -113,13 +113,7 @@ struct EncoderLaunch<GPUDevice, T> {
 
 }  // namespace
 
-class EncoderLayerAttrs {
- protected:
-  explicit EncoderLayerAttrs(OpKernelConstruction* ctx) : c_{} {
-    OP_REQUIRES_OK(ctx, ReadLayerAttrs(ctx, &c_));
-  }
-  lightseq::EncoderLayerConfig c_;
-};
+using EncoderLayerAttrs = LayerAttrs<lightseq::EncoderLayerConfig>;
 
 template <typename Device, typename T>
 class EncoderLayerOp : public OpKernel, EncoderLayerAttrs {

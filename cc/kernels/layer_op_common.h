@@ -39,6 +39,17 @@ absl::Status ReadLayerAttrs(OpKernelConstruction* ctx, Config* c) {
   return absl::OkStatus();
 }
 
+// The attributes as a base of the layer OpKernels (c_: the config with its
+// shape fields still to fill per call).
+template <typename Config>
+class LayerAttrs {
+ protected:
+  explicit LayerAttrs(OpKernelConstruction* ctx) : c_{} {
+    OP_REQUIRES_OK(ctx, ReadLayerAttrs(ctx, &c_));
+  }
+  Config c_;
+};
+
 // Inputs first .. first + N - 1 against their names and expected shapes.
 template <size_t N>
 absl::Status CheckParamShapes(OpKernelContext* ctx, int first, const char* const (&names)[N],

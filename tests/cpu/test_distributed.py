@@ -11,23 +11,20 @@ import sys
 import numpy as np
 import pytest
 
+from subprocess_env import subprocess_env
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "distributed_check.py")
 
 
 def env_for(legacy_keras, **extra):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(HERE))] + sys.path))
-    env["TF_USE_LEGACY_KERAS"] = "1" if legacy_keras else "0"
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
+    return subprocess_env(TF_USE_LEGACY_KERAS="1" if legacy_keras else "0", **extra)
 
 
 @pytest.mark.parametrize("legacy_keras", [False, True], ids=["keras3", "tf_keras"])
-def test_mirrored_strategy_equals_one_device(legacy_keras):
-    r = subprocess.run([sys.executable, SCRIPT], env=env_for(legacy_keras), capture_output=True,
-                       text=True, timeout=600)
+def test_mirrored_strategy_equals_one_device(legacy_keras, tmp_path):
+    r = subprocess.run([sys.executable, SCRIPT], env=env_for(legacy_keras), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "DISTRIBUTED OK" in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]
 
 
@@ -50,7 +47,7 @@ def test_multi_worker_mirrored_strategy_equals_one_device(tmp_path):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
         workers.append(subprocess.Popen(
             [sys.executable, SCRIPT, "worker", str(tmp_path / ("w%d.npz" % i))],
-            env=env_for(False, TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+            env=env_for(False, TF_CONFIG=tf_config), cwd=tmp_path, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))
     outs = []
     try:
@@ -62,8 +59,8 @@ def test_multi_worker_mirrored_strategy_equals_one_device(tmp_path):
     for w, (out, err) in zip(workers, outs):
         assert w.returncode == 0 and "WORKER OK" in out, out[-2000:] + err[-4000:]
     r = subprocess.run([sys.executable, SCRIPT, "single", str(tmp_path / "s.npz"),
-                        str(tmp_path / "w0.npz")], env=env_for(False), capture_output=True,
-                       text=True, timeout=300)
+                        str(tmp_path / "w0.npz")], env=env_for(False), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "SINGLE OK" in r.stdout, r.stdout[-2000:] + r.stderr[-4000:]
     w0, w1, single = (np.load(tmp_path / n) for n in ("w0.npz", "w1.npz", "s.npz"))
     finals = sorted(f for f in w0.files if f.startswith("final_"))

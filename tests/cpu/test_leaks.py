@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from subprocess_env import subprocess_env
+
 SCRIPT = r'''
 import numpy as np, tensorflow as tf, sys
 import lightseq_tf
@@ -48,11 +50,10 @@ print("SLOPE", np.polyfit(x, y, 1)[0], "RSS_MB", y[-1] / 2**20)
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
 @pytest.mark.parametrize("path", ["always", "never"], ids=["whole_op", "composed"])
-def test_rss_is_flat_over_2000_steps(path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))] +
-        sys.path))
-    r = subprocess.run([sys.executable, "-c", SCRIPT, path], env=env, capture_output=True,
+def test_rss_is_flat_over_2000_steps(path, tmp_path):
+    # Run from tmp_path: the working directory must not shadow the package.
+    r = subprocess.run([sys.executable, "-c", SCRIPT, path], env=subprocess_env(), cwd=tmp_path,
+                       capture_output=True,
                        text=True, timeout=600)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("SLOPE")]
     assert r.returncode == 0 and line, r.stdout[-2000:] + r.stderr[-4000:]
