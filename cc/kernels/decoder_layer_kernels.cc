@@ -28,9 +28,7 @@ absl::Status CheckInputs(OpKernelContext* ctx, int x_index, int first, bool chec
                          lightseq::DecoderLayerConfig* c) {
   const Tensor& x = ctx->input(x_index);
   const Tensor& memory = ctx->input(x_index + 1);
-  if (x.dims() != 3)
-    return errors::InvalidArgument("x must have rank 3 [batch, length, hidden], got ",
-                                   ShapeStr(x.shape()));
+  TF_RETURN_IF_ERROR(CheckLayerInput(x, c->heads));
   if (memory.dims() != 3 || memory.dim_size(0) != x.dim_size(0) ||
       memory.dim_size(2) != x.dim_size(2))
     return errors::InvalidArgument("memory must have shape [", x.dim_size(0),
@@ -40,14 +38,7 @@ absl::Status CheckInputs(OpKernelContext* ctx, int x_index, int first, bool chec
   c->tgt_len = x.dim_size(1);
   c->mem_len = memory.dim_size(1);
   c->hidden = x.dim_size(2);
-  if (c->hidden % c->heads != 0)
-    return errors::InvalidArgument("hidden size ", c->hidden, " (x's last dimension) must be ",
-                                   "divisible by heads = ", c->heads);
-  const Tensor& ffn1 = ctx->input(first + 16);
-  if (ffn1.dims() != 2)
-    return errors::InvalidArgument("ffn1_kernel must have rank 2 [hidden, ffn], got ",
-                                   ShapeStr(ffn1.shape()));
-  c->ffn = ffn1.dim_size(1);
+  TF_RETURN_IF_ERROR(ReadFfnWidth(ctx->input(first + 16), &c->ffn));
   const int64_t H = c->hidden, F = c->ffn;
   const TensorShape h({H}), hh({H, H});
   const TensorShape want[20] = {h, h, TensorShape({H, 3 * H}), TensorShape({3 * H}), hh, h,
@@ -169,9 +160,7 @@ class DecoderLayerGradOp : public OpKernel, DecoderLayerAttrs {
     const Tensor& dy = ctx->input(0);
     const Tensor& x = ctx->input(1);
     const Tensor& memory = ctx->input(2);
-    OP_REQUIRES(ctx, dy.shape() == x.shape(),
-                errors::InvalidArgument("dy must have the shape of x ", ShapeStr(x.shape()),
-                                        ", got ", ShapeStr(dy.shape())));
+    OP_REQUIRES_OK(ctx, CheckDy(dy, x));
     const bool empty = x.NumElements() == 0 || c.mem_len == 0;
     const int64_t saved_bytes =
         empty ? 0 : lightseq::decoder_layer_saved_bytes(CudaDType<T>::value, c);

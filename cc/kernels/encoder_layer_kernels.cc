@@ -2,9 +2,6 @@
 // allocate `saved` (an output) and the workspace (a temporary) through TF,
 // then run the CPU twin or cuda/layers/encoder_layer.cc on TF's stream and BLAS.
 #define EIGEN_USE_THREADS
-#include <cmath>
-#include <string>
-
 #include "cc/kernels/cpu/encoder_layer_cpu.h"
 #include "cc/kernels/layer_op_common.h"
 #include "cc/kernels/tf_glue.h"
@@ -29,20 +26,11 @@ absl::Status CheckInputs(OpKernelContext* ctx, int x_index, int first, bool chec
                          lightseq::EncoderLayerConfig* c) {
   const Tensor& x = ctx->input(x_index);
   const Tensor& lengths = ctx->input(x_index + 1);
-  if (x.dims() != 3)
-    return errors::InvalidArgument("x must have rank 3 [batch, length, hidden], got ",
-                                   ShapeStr(x.shape()));
+  TF_RETURN_IF_ERROR(CheckLayerInput(x, c->heads));
   c->batch = x.dim_size(0);
   c->seq_len = x.dim_size(1);
   c->hidden = x.dim_size(2);
-  if (c->hidden % c->heads != 0)
-    return errors::InvalidArgument("hidden size ", c->hidden, " (x's last dimension) must be ",
-                                   "divisible by heads = ", c->heads);
-  const Tensor& ffn1 = ctx->input(first + 8);
-  if (ffn1.dims() != 2)
-    return errors::InvalidArgument("ffn1_kernel must have rank 2 [hidden, ffn], got ",
-                                   ShapeStr(ffn1.shape()));
-  c->ffn = ffn1.dim_size(1);
+  TF_RETURN_IF_ERROR(ReadFfnWidth(ctx->input(first + 8), &c->ffn));
   const int64_t H = c->hidden, F = c->ffn;
   const TensorShape want[12] = {
       TensorShape({H}),    TensorShape({H}), TensorShape({H, 3 * H}), TensorShape({3 * H}),
@@ -154,9 +142,7 @@ class EncoderLayerGradOp : public OpKernel, EncoderLayerAttrs {
     const Tensor& dy = ctx->input(0);
     const Tensor& x = ctx->input(1);
     const Tensor& saved = ctx->input(16);
-    OP_REQUIRES(ctx, dy.shape() == x.shape(),
-                errors::InvalidArgument("dy must have the shape of x ", ShapeStr(x.shape()),
-                                        ", got ", ShapeStr(dy.shape())));
+    OP_REQUIRES_OK(ctx, CheckDy(dy, x));
     const bool empty = x.NumElements() == 0;
     const int64_t saved_bytes =
         empty ? 0 : lightseq::encoder_layer_saved_bytes(CudaDType<T>::value, c);

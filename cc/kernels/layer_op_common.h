@@ -50,6 +50,33 @@ class LayerAttrs {
   Config c_;
 };
 
+// x [B, L, H] with H divisible by heads (hidden = H).
+inline absl::Status CheckLayerInput(const Tensor& x, int64_t heads) {
+  if (x.dims() != 3)
+    return errors::InvalidArgument("x must have rank 3 [batch, length, hidden], got ",
+                                   ShapeStr(x.shape()));
+  if (x.dim_size(2) % heads != 0)
+    return errors::InvalidArgument("hidden size ", x.dim_size(2), " (x's last dimension) must be ",
+                                   "divisible by heads = ", heads);
+  return absl::OkStatus();
+}
+
+// The FFN width from ffn1_kernel [hidden, ffn].
+inline absl::Status ReadFfnWidth(const Tensor& ffn1_kernel, int64_t* ffn) {
+  if (ffn1_kernel.dims() != 2)
+    return errors::InvalidArgument("ffn1_kernel must have rank 2 [hidden, ffn], got ",
+                                   ShapeStr(ffn1_kernel.shape()));
+  *ffn = ffn1_kernel.dim_size(1);
+  return absl::OkStatus();
+}
+
+// The backward's incoming gradient against the forward's input.
+inline absl::Status CheckDy(const Tensor& dy, const Tensor& x) {
+  if (dy.shape() == x.shape()) return absl::OkStatus();
+  return errors::InvalidArgument("dy must have the shape of x ", ShapeStr(x.shape()), ", got ",
+                                 ShapeStr(dy.shape()));
+}
+
 // Inputs first .. first + N - 1 against their names and expected shapes.
 template <size_t N>
 absl::Status CheckParamShapes(OpKernelContext* ctx, int first, const char* const (&names)[N],

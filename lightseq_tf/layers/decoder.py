@@ -39,6 +39,12 @@ def _from_cache(t):  # [B, L, heads, d] -> [B, heads, L, d]
     return tf.transpose(t, [0, 2, 1, 3])
 
 
+def _check_memory_batch(memory_batch, x):
+    if memory_batch is not None and x.shape[0] is not None and memory_batch != x.shape[0]:
+        raise ValueError("memory batch (%d) differs from the input batch (%d)"
+                         % (memory_batch, x.shape[0]))
+
+
 @_keras.serializable
 class LSTransformerDecoderLayer(tr.TransformerLayerBase):
     """x [batch, length, hidden], memory [batch, memory_length, hidden] ->
@@ -138,10 +144,7 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
             seed = _keras.draw_seed()
         if past is None and memory is not None and self._use_whole_layer_op():
             memory = tf.cast(memory, self.compute_dtype)
-            if x.shape[0] is not None and memory.shape[0] is not None and \
-                    memory.shape[0] != x.shape[0]:
-                raise ValueError("memory batch (%d) differs from the input batch (%d)"
-                                 % (memory.shape[0], x.shape[0]))
+            _check_memory_batch(memory.shape[0], x)
             mem_lengths = None if memory_lengths is None and memory_mask is None else \
                 tr.lengths_of(memory, memory_lengths, memory_mask)
             return _keras.by_training(training, lambda train: self._forward_op(
@@ -154,9 +157,7 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
             mem_lengths = tf.fill(tf.shape(mem_k)[:1], tf.shape(mem_k)[2])
         else:
             mem_lengths = tr.lengths_of(mem_k, memory_lengths, memory_mask)
-        if mem_k.shape[0] is not None and x.shape[0] is not None and mem_k.shape[0] != x.shape[0]:
-            raise ValueError("memory batch (%d) differs from the input batch (%d)"
-                             % (mem_k.shape[0], x.shape[0]))
+        _check_memory_batch(mem_k.shape[0], x)
 
         if past is None:
             return _keras.by_training(training, lambda train: self._forward(

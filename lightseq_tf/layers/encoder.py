@@ -10,14 +10,9 @@ creates the same names and shapes, so checkpoints map one to one):
     ffn_prepost_wrapper/ffn/dense1/{kernel [H, F], bias [F]}
     ffn_prepost_wrapper/ffn/dense2/{kernel [F, H], bias [H]}
 
-On a GPU the layer is one op each way (lightseq_tf.ops.encoder_layer, the
-whole forward and the whole backward: cuda/layers/encoder_layer.cc on TF's
-stream and BLAS). On the CPU it composes the fused kernels with TF's MatMul:
-TF's CPU MatMul runs oneDNN, which a custom op cannot call, and the op's CPU
-twin over Eigen's GEMM is slower (benchmarks/results/cpu_neurst_layers.json:
-1.27x NeurST's layer composed, 0.9x as one op). Both paths compute the same
-function with the same dropout masks (tests/cpu/test_encoder_layer_op.py).
-`whole_layer_op` = "auto" (that rule), "always" or "never" overrides it.
+It computes as the whole-layer op lightseq_tf.ops.encoder_layer where a GPU
+runs it, and composed around TF's MatMul on the CPU (why, and how to
+override: TransformerLayerBase).
 """
 import tensorflow as tf
 

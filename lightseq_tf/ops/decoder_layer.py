@@ -5,8 +5,8 @@ CPU, its C++ twin. Incremental decoding (a key/value cache) stays with the
 Keras layer's composed path."""
 import tensorflow as tf
 
+from lightseq_tf.ops import _whole_layer
 from lightseq_tf.ops._library import ops
-from lightseq_tf.ops.bias_act_dropout import ACTIVATIONS
 from lightseq_tf.ops.dropout import _seed
 
 # The order of the op's parameter inputs (and of the gradient's outputs).
@@ -14,8 +14,6 @@ PARAMS = ("ln1_gamma", "ln1_beta", "qkv_kernel", "qkv_bias", "out_kernel", "out_
           "ln2_gamma", "ln2_beta", "q_kernel", "q_bias", "kv_kernel", "kv_bias",
           "cross_out_kernel", "cross_out_bias",
           "ln3_gamma", "ln3_beta", "ffn1_kernel", "ffn1_bias", "ffn2_kernel", "ffn2_bias")
-_ATTRS = ("heads", "pre_ln", "activation", "attn_dropout", "act_dropout", "hidden_dropout",
-          "epsilon")
 
 
 def decoder_layer(x, memory, memory_lengths, params, heads, pre_ln, activation="relu",
@@ -29,21 +27,16 @@ def decoder_layer(x, memory, memory_lengths, params, heads, pre_ln, activation="
     streams seed + 0 / + 1 self-attention probabilities / output, + 2 / + 3
     encoder-decoder attention, + 4 / + 5 FFN activation / output.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError("activation must be one of %s, got %r" % (ACTIVATIONS, activation))
-    missing = sorted(set(PARAMS) - set(params))
-    if missing:
-        raise ValueError("params lacks %s (needs %s)" % (", ".join(missing), ", ".join(PARAMS)))
+    _whole_layer.check_args(params, PARAMS, activation)
     with tf.name_scope(name or "lightseq_decoder_layer"):
         x, memory = tf.convert_to_tensor(x), tf.convert_to_tensor(memory)
         if memory_lengths is None:
             memory_lengths = tf.fill(tf.shape(memory)[:1], tf.shape(memory)[1])
         y, _ = ops().lightseq_decoder_layer(
             x, memory, tf.cast(memory_lengths, tf.int32), _seed(seed),
-            *[params[p] for p in PARAMS], heads=int(heads), pre_ln=bool(pre_ln),
-            activation=activation, attn_dropout=float(attn_dropout),
-            act_dropout=float(act_dropout), hidden_dropout=float(hidden_dropout),
-            epsilon=float(epsilon))
+            *[params[p] for p in PARAMS],
+            **_whole_layer.attrs(heads, pre_ln, activation, attn_dropout, act_dropout,
+                                 hidden_dropout, epsilon))
         return y
 
 
@@ -52,5 +45,5 @@ def _decoder_layer_grad(op, dy, _dsaved):
     x, memory, lengths, seed = op.inputs[:4]
     grads = ops().lightseq_decoder_layer_grad(dy, x, memory, lengths, seed, *op.inputs[4:],
                                               op.outputs[1],
-                                              **{a: op.get_attr(a) for a in _ATTRS})
+                                              **_whole_layer.attrs_of(op))
     return [grads[0], grads[1], None, None] + list(grads[2:])

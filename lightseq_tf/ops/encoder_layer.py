@@ -3,15 +3,13 @@ its gradient (LightseqEncoderLayerGrad): on the GPU, cuda/layers/encoder_layer.c
 on TensorFlow's stream and BLAS; on the CPU, its C++ twin."""
 import tensorflow as tf
 
+from lightseq_tf.ops import _whole_layer
 from lightseq_tf.ops._library import ops
-from lightseq_tf.ops.bias_act_dropout import ACTIVATIONS
 from lightseq_tf.ops.dropout import _seed
 
 # The order of the op's parameter inputs (and of the gradient's outputs).
 PARAMS = ("ln1_gamma", "ln1_beta", "qkv_kernel", "qkv_bias", "out_kernel", "out_bias",
           "ln2_gamma", "ln2_beta", "ffn1_kernel", "ffn1_bias", "ffn2_kernel", "ffn2_bias")
-_ATTRS = ("heads", "pre_ln", "activation", "attn_dropout", "act_dropout", "hidden_dropout",
-          "epsilon")
 
 
 def encoder_layer(x, lengths, params, heads, pre_ln, activation="relu", attn_dropout=0.0,
@@ -23,20 +21,15 @@ def encoder_layer(x, lengths, params, heads, pre_ln, activation="relu", attn_dro
     seed: scalar int64, dropout streams seed + 0 attention probabilities, + 1
     attention output, + 2 FFN activation, + 3 FFN output.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError("activation must be one of %s, got %r" % (ACTIVATIONS, activation))
-    missing = sorted(set(PARAMS) - set(params))
-    if missing:
-        raise ValueError("params lacks %s (needs %s)" % (", ".join(missing), ", ".join(PARAMS)))
+    _whole_layer.check_args(params, PARAMS, activation)
     with tf.name_scope(name or "lightseq_encoder_layer"):
         x = tf.convert_to_tensor(x)
         if lengths is None:
             lengths = tf.fill(tf.shape(x)[:1], tf.shape(x)[1])
         y, _ = ops().lightseq_encoder_layer(
             x, tf.cast(lengths, tf.int32), _seed(seed), *[params[p] for p in PARAMS],
-            heads=int(heads), pre_ln=bool(pre_ln), activation=activation,
-            attn_dropout=float(attn_dropout), act_dropout=float(act_dropout),
-            hidden_dropout=float(hidden_dropout), epsilon=float(epsilon))
+            **_whole_layer.attrs(heads, pre_ln, activation, attn_dropout, act_dropout,
+                                 hidden_dropout, epsilon))
         return y
 
 
@@ -44,7 +37,6 @@ def encoder_layer(x, lengths, params, heads, pre_ln, activation="relu", attn_dro
 def _encoder_layer_grad(op, dy, _dsaved):
     x, lengths, seed = op.inputs[:3]
     params = op.inputs[3:]
-    attrs = {a: op.get_attr(a) for a in _ATTRS}
     grads = ops().lightseq_encoder_layer_grad(dy, x, lengths, seed, *params, op.outputs[1],
-                                              **attrs)
+                                              **_whole_layer.attrs_of(op))
     return [grads[0], None, None] + list(grads[1:])

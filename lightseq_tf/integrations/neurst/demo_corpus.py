@@ -165,6 +165,8 @@ _TRAILING_PUNCT = re.compile(r"[\s.:!?\u2026]+$")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # Invisible format characters: soft hyphen, zero widths, bidi marks, BOM.
 _INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
 @functools.lru_cache(maxsize=None)
 def _normalizer(lang):
     return MosesPunctNormalizer(lang=lang)
@@ -251,7 +253,6 @@ def split_dev(pairs, dev_size=500, seed=0):
 
 
 # Tokenisation and BPE -----------------------------------------------------
-
 
 
 def moses_tokenize(text, lang):
