@@ -45,5 +45,6 @@ void bind_embedding(py::module_& m);
 void bind_adam(py::module_& m);
 void bind_encoder_layer(py::module_& m);
 void bind_decoder_layer(py::module_& m);
+void bind_decoder_step(py::module_& m);
 
 }  // namespace harness

@@ -224,6 +224,7 @@ PYBIND11_MODULE(lightseq_cuda, m) {
   });
   bind_embedding(m);
   bind_adam(m);
+  bind_decoder_step(m);
 #ifndef LIGHTSEQ_NO_CUBLAS
   bind_encoder_layer(m);
   bind_decoder_layer(m);

@@ -110,3 +110,40 @@ class DecoderLayer:
                              [grads[n].data_ptr() for n in DEC_PARAMS], seed,
                              self.saved.data_ptr(), self.workspace.data_ptr(), _stream())
         return dx, dmem, grads
+
+
+class DecoderStep:
+    """Config and workspace of the incremental decoder step (decoder_step.h):
+    caches [batch, capacity, heads, head_dim] written in place."""
+
+    def __init__(self, batch, q_len, capacity, mem_len, hidden, heads, ffn, pre_ln, act, dtype,
+                 epsilon=1e-6):
+        self.args = (DTYPES[dtype], batch, q_len, capacity, mem_len, hidden, heads, ffn, pre_ln,
+                     ACT[act], epsilon)
+        self.shape = (batch, q_len, hidden)
+        ws = lc.decoder_step_workspace_bytes(DTYPES[dtype], batch, q_len, capacity, mem_len,
+                                             hidden, heads, ffn, pre_ln)
+        self.workspace = torch.empty(ws, dtype=torch.uint8, device="cuda")
+
+    def forward(self, params, x, keys, values, cache_len, mem_keys, mem_values, mem_lengths,
+                out=None):
+        y = torch.empty_like(x) if out is None else out
+        lc.decoder_step_fwd(*self.args, [params[n].data_ptr() for n in DEC_PARAMS], x.data_ptr(),
+                            keys.data_ptr(), values.data_ptr(), cache_len, mem_keys.data_ptr(),
+                            mem_values.data_ptr(), mem_lengths.data_ptr(), y.data_ptr(),
+                            self.workspace.data_ptr(), _stream())
+        return y
+
+
+def memorize(params, memory, heads):
+    """The memory's encoder-decoder keys and values [batch, mem_len, heads, d]."""
+    b, s, h = memory.shape
+    dt = DTYPES[memory.dtype]
+    keys = torch.empty(b, s, heads, h // heads, dtype=memory.dtype, device="cuda")
+    values = torch.empty_like(keys)
+    ws = torch.empty(lc.decoder_step_memorize_workspace_bytes(dt, b, s, h), dtype=torch.uint8,
+                     device="cuda")
+    lc.decoder_step_memorize(dt, b, s, h, memory.data_ptr(), params["kv_kernel"].data_ptr(),
+                             params["kv_bias"].data_ptr(), keys.data_ptr(), values.data_ptr(),
+                             ws.data_ptr(), _stream())
+    return keys, values
