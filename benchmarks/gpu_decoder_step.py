@@ -56,7 +56,8 @@ def torch_step(p, x, cache_k, cache_v, t, mem_k, mem_v, sdpa):
 
 def gemm_floor():
     mats = [(torch.randn(ROWS, k, dtype=DT, device="cuda"),
-             torch.randn(k, n, dtype=DT, device="cuda")) for k, n in [(H, 3 * H), (H, H), (H, H), (H, H), (H, FF), (FF, H)]]
+             torch.randn(k, n, dtype=DT, device="cuda"))
+            for k, n in [(H, 3 * H), (H, H), (H, H), (H, H), (H, FF), (FF, H)]]
 
     def run():
         for a, w in mats:
