@@ -1,9 +1,10 @@
 // Decoding attention (step_attention.h): one block per query row (sentence,
-// head, new position). Phase 1: a warp per key, lanes over head_dim
-// (coalesced reads of one cached row), scores to shared memory; phase 2: the
-// block's max / exp / sum; phase 3: threads over head_dim (coalesced reads of
-// value rows), key groups summed in a fixed order. Memory-bound by the cache
-// read, which is read exactly once.
+// head, new position). Phase 1: scores q . K[j] into shared memory, a few
+// threads per cached row (16-byte reads, several rows in flight per thread);
+// phase 2: the block's max / exp / sum; phase 3: sum_j p_j V[j], threads over
+// head_dim in key groups summed in a fixed order (deterministic). Bound by
+// the cache read, which is read exactly once: one step is latency-bound
+// unless each thread has several loads in flight, hence the unrolling.
 #include "lightseq/step_attention.h"
 
 #include "common.cuh"
@@ -53,15 +54,57 @@ __device__ __forceinline__ float block_reduce(float v, bool is_max, float* red) 
   return v;
 }
 
+// Where key / value j of one (sentence, head) lives: a stored row, or (self-
+// attention, j >= cached) this call's projection plus bias, rounded as a
+// bias-add op in T would store it (and as phase 0 writes it to the cache).
 template <typename T, bool kSelf>
+struct KeyRows {
+  const StepArgs<T>& a;
+  int64_t b, h, H;
+  const T* keys;    // row j at keys + j * H
+  const T* values;
+
+  __device__ KeyRows(const StepArgs<T>& args, int64_t b_, int64_t h_)
+      : a(args), b(b_), h(h_), H(args.heads * args.d),
+        keys(args.keys + (b_ * args.stored) * H + h_ * args.d),
+        values(args.values + (b_ * args.stored) * H + h_ * args.d) {}
+
+  template <int VEC>
+  __device__ __forceinline__ void load(bool value, int64_t j, int64_t e0,
+                                       float (&out)[VEC]) const {
+    if (!kSelf || j < a.cached) {
+      const T* p = (value ? values : keys) + j * H + e0;
+      if constexpr (VEC > 1) {
+        detail::load_vec<T, VEC>(p, out);
+      } else {
+        out[0] = to_float(p[0]);
+      }
+      return;
+    }
+    const int64_t col = (value ? 2 * H : H) + h * a.d + e0;
+    const T* r = a.q_raw + (b * a.q_len + j - a.cached) * a.q_stride + col;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) out[k] = rounded<T>(to_float(r[k]) + to_float(a.q_bias[col + k]));
+  }
+};
+
+// VEC > 1: d / VEC threads share a key row (a power of two <= 32, one 16-byte
+// access each) and kUnroll rows per thread are loaded before use, so a block
+// keeps 16-64 rows in flight; VEC == 1 (head sizes that do not split that
+// way): a warp per key row, lanes striding over d.
+template <typename T, bool kSelf, int VEC>
 __global__ void __launch_bounds__(kThreads) step_attention_kernel(StepArgs<T> a) {
+  constexpr int kUnroll = 4;
   extern __shared__ float smem[];
   const int64_t d = a.d, H = a.heads * d;
   const int64_t i = blockIdx.x % a.q_len;
   const int64_t bh = blockIdx.x / a.q_len;
   const int64_t h = bh % a.heads, b = bh / a.heads;
   const int64_t row = b * a.q_len + i;
-  const int G = d <= kThreads ? kThreads / static_cast<int>(d) : 1;  // key groups, phase 3
+  const int tpk = VEC > 1 ? static_cast<int>(d / VEC) : 32;  // threads per key row
+  const int kpb = kThreads / tpk;   // rows per block step (phase 1) / key groups (phase 3)
+  const int sub = threadIdx.x % tpk, slot = threadIdx.x / tpk;
+  const int G = VEC > 1 ? kpb : (d <= kThreads ? kThreads / static_cast<int>(d) : 1);
   float* q = smem;                 // [d]
   float* part = q + d;             // [G * d]
   float* red = part + G * d;       // [kWarps]
@@ -74,40 +117,65 @@ __global__ void __launch_bounds__(kThreads) step_attention_kernel(StepArgs<T> a)
     n = a.cached;
     if (a.lengths != nullptr) n = min(max(static_cast<int64_t>(a.lengths[b]), int64_t{0}), n);
   }
-  const T* kbase = a.keys + b * a.stored * H + h * d;  // key j at kbase + j * H
-  const T* vbase = a.values + b * a.stored * H + h * d;
-  // Self-attention: key j >= cached is new position j - cached of this call,
-  // its key at column H + h*d of that row of q_raw, its value at 2H + h*d.
-  auto new_row = [&](int64_t j) { return a.q_raw + (b * a.q_len + j - a.cached) * a.q_stride + H + h * d; };
-  const T* new_kb = a.q_bias + H + h * d;
+  const KeyRows<T, kSelf> rows(a, b, h);
 
+  // Phase 0: the query (+ bias); self-attention writes this position's key
+  // and value into the cache (no block reads a cache row >= cached).
   for (int64_t e = threadIdx.x; e < d; e += kThreads) {
     q[e] = rounded<T>(to_float(a.q_raw[row * a.q_stride + h * d + e]) +
                       to_float(a.q_bias[h * d + e]));
-    if (kSelf) {  // this position's key and value into the cache
-      const T* r = a.q_raw + row * a.q_stride + h * d;
+    if (kSelf) {
       const int64_t at = (b * a.stored + a.cached + i) * H + h * d + e;
-      a.keys[at] = from_float<T>(to_float(r[H + e]) + to_float(a.q_bias[H + h * d + e]));
-      a.values[at] =
-          from_float<T>(to_float(r[2 * H + e]) + to_float(a.q_bias[2 * H + h * d + e]));
+      float k[1], v[1];
+      rows.template load<1>(false, a.cached + i, e, k);
+      rows.template load<1>(true, a.cached + i, e, v);
+      a.keys[at] = from_float<T>(k[0]);
+      a.values[at] = from_float<T>(v[0]);
     }
   }
   __syncthreads();
 
-  // Phase 1: scores.
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int64_t j = warp; j < n; j += kWarps) {
-    float dot = 0.f;
-    if (!kSelf || j < a.cached) {
-      const T* kr = kbase + j * H;
-      for (int64_t e = lane; e < d; e += 32) dot += q[e] * to_float(kr[e]);
-    } else {
-      const T* kr = new_row(j);
-      for (int64_t e = lane; e < d; e += 32) dot += q[e] * rounded<T>(to_float(kr[e]) +
-                                                                      to_float(new_kb[e]));
+  // Phase 1: scores (loop bounds uniform over the block: the shuffles need
+  // every lane).
+  if constexpr (VEC > 1) {
+    float qv[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) qv[k] = q[sub * VEC + k];
+    for (int64_t base = 0; base < n; base += kpb * kUnroll) {
+      float kv[kUnroll][VEC];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t j = base + slot + u * kpb;
+        if (j < n) {
+          rows.template load<VEC>(false, j, sub * VEC, kv[u]);
+        } else {
+#pragma unroll
+          for (int k = 0; k < VEC; ++k) kv[u][k] = 0.f;
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        float dot = 0.f;
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) dot += qv[k] * kv[u][k];
+        for (int off = tpk >> 1; off > 0; off >>= 1)
+          dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        const int64_t j = base + slot + u * kpb;
+        if (sub == 0 && j < n) score[j] = dot * a.scale;
+      }
     }
-    dot = detail::warp_allreduce_sum(dot);
-    if (lane == 0) score[j] = dot * a.scale;
+  } else {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int64_t j = warp; j < n; j += kWarps) {
+      float dot = 0.f;
+      for (int64_t e = lane; e < d; e += 32) {
+        float k[1];
+        rows.template load<1>(false, j, e, k);
+        dot += q[e] * k[0];
+      }
+      dot = detail::warp_allreduce_sum(dot);
+      if (lane == 0) score[j] = dot * a.scale;
+    }
   }
   __syncthreads();
 
@@ -124,20 +192,43 @@ __global__ void __launch_bounds__(kThreads) step_attention_kernel(StepArgs<T> a)
   sum = block_reduce(sum, false, red);  // its barriers also publish score[]
   const float inv = n > 0 ? 1.f / sum : 0.f;
 
-  // Phase 3: context = sum_j p_j V[j], key groups g < G over head_dim slots.
-  for (int64_t slot = threadIdx.x; slot < G * d; slot += kThreads) {
-    const int64_t g = slot / d, e = slot % d;
-    float acc = 0.f;
-    for (int64_t j = g; j < n; j += G) {
-      float v;
-      if (!kSelf || j < a.cached) {
-        v = to_float(vbase[j * H + e]);
-      } else {
-        v = rounded<T>(to_float(new_row(j)[H + e]) + to_float(new_kb[H + e]));
+  // Phase 3: context = sum_j p_j V[j]; key group g sums keys g, g + G, ...
+  // into part[g], the groups are summed in a fixed order.
+  if constexpr (VEC > 1) {
+    float acc[VEC] = {};
+    for (int64_t base = 0; base < n; base += kpb * kUnroll) {
+      float vv[kUnroll][VEC];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t j = base + slot + u * kpb;
+        if (j < n) {
+          rows.template load<VEC>(true, j, sub * VEC, vv[u]);
+        } else {
+#pragma unroll
+          for (int k = 0; k < VEC; ++k) vv[u][k] = 0.f;
+        }
       }
-      acc += score[j] * v;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t j = base + slot + u * kpb;
+        const float p = j < n ? score[j] : 0.f;
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) acc[k] += p * vv[u][k];
+      }
     }
-    part[slot] = acc;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) part[slot * d + sub * VEC + k] = acc[k];
+  } else {
+    for (int64_t s = threadIdx.x; s < G * d; s += kThreads) {
+      const int64_t g = s / d, e = s % d;
+      float acc = 0.f;
+      for (int64_t j = g; j < n; j += G) {
+        float v[1];
+        rows.template load<1>(true, j, e, v);
+        acc += score[j] * v[0];
+      }
+      part[s] = acc;
+    }
   }
   __syncthreads();
   for (int64_t e = threadIdx.x; e < d; e += kThreads) {
@@ -156,15 +247,24 @@ cudaError_t launch(DType dtype, const void* q_raw, const void* q_bias, int64_t q
   const int64_t blocks = s.batch * s.heads * s.q_len;
   if (blocks == 0) return cudaSuccess;
   if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
-  const int64_t G = s.head_dim <= kThreads ? kThreads / s.head_dim : 1;
-  const size_t smem = sizeof(float) * (s.head_dim + G * s.head_dim + kWarps + max_keys);
   return detail::dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
+    constexpr int kVec = 16 / sizeof(T);
+    const int64_t tpk = s.head_dim / kVec;
+    const bool vec = s.head_dim % kVec == 0 && tpk <= 32 && (tpk & (tpk - 1)) == 0 &&
+                     detail::is_aligned(keys, 16) && detail::is_aligned(values, 16);
+    const int64_t groups = vec ? kThreads / tpk
+                               : (s.head_dim <= kThreads ? kThreads / s.head_dim : 1);
+    const size_t smem = sizeof(float) * (s.head_dim * (1 + groups) + kWarps + max_keys);
     StepArgs<T> a{static_cast<const T*>(q_raw), static_cast<const T*>(q_bias), q_stride,
                   static_cast<T*>(keys), static_cast<T*>(values), stored, cached, lengths,
                   static_cast<T*>(ctx), s.q_len, s.heads, s.head_dim, scale};
-    step_attention_kernel<T, kSelf>
-        <<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(a);
+    const unsigned grid = static_cast<unsigned>(blocks);
+    if (vec) {
+      step_attention_kernel<T, kSelf, kVec><<<grid, kThreads, smem, stream>>>(a);
+    } else {
+      step_attention_kernel<T, kSelf, 1><<<grid, kThreads, smem, stream>>>(a);
+    }
     return cudaGetLastError();
   });
 }
