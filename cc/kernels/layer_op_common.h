@@ -1,6 +1,7 @@
 // What the whole-layer OpKernels (encoder_layer_kernels.cc,
-// decoder_layer_kernels.cc) share: their attributes and the checks of their
-// parameter inputs and of the forward's `saved` buffer.
+// decoder_layer_kernels.cc, decoder_step_kernels.cc) share: their
+// attributes and the checks of their parameter inputs and of the forward's
+// `saved` buffer.
 #pragma once
 
 #include <cmath>
@@ -15,10 +16,10 @@
 
 namespace lightseq_tf {
 
-// heads, pre_ln, activation, the three dropout rates and epsilon into any
-// config with those fields (EncoderLayerConfig, DecoderLayerConfig).
+// heads, pre_ln, activation and epsilon into any config with those fields
+// (EncoderLayerConfig, DecoderLayerConfig, DecoderStepConfig).
 template <typename Config>
-absl::Status ReadLayerAttrs(OpKernelConstruction* ctx, Config* c) {
+absl::Status ReadLayerMathAttrs(OpKernelConstruction* ctx, Config* c) {
   int heads;
   std::string act;
   TF_RETURN_IF_ERROR(ctx->GetAttr("heads", &heads));
@@ -26,6 +27,16 @@ absl::Status ReadLayerAttrs(OpKernelConstruction* ctx, Config* c) {
   TF_RETURN_IF_ERROR(ctx->GetAttr("activation", &act));
   TF_RETURN_IF_ERROR(ParseActivation(act, &c->act));
   c->heads = heads;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("epsilon", &c->epsilon));
+  if (!(std::isfinite(c->epsilon) && c->epsilon > 0.f))
+    return errors::InvalidArgument("epsilon must be finite and > 0, got ", c->epsilon);
+  return absl::OkStatus();
+}
+
+// The above plus the three dropout rates (the training ops).
+template <typename Config>
+absl::Status ReadLayerAttrs(OpKernelConstruction* ctx, Config* c) {
+  TF_RETURN_IF_ERROR(ReadLayerMathAttrs(ctx, c));
   for (auto [name, rate] : {std::pair{"attn_dropout", &c->attn_dropout},
                             {"act_dropout", &c->act_dropout},
                             {"hidden_dropout", &c->hidden_dropout}}) {
@@ -33,9 +44,6 @@ absl::Status ReadLayerAttrs(OpKernelConstruction* ctx, Config* c) {
     if (!(*rate >= 0.f && *rate < 1.f))
       return errors::InvalidArgument(name, " must be in [0, 1), got ", *rate);
   }
-  TF_RETURN_IF_ERROR(ctx->GetAttr("epsilon", &c->epsilon));
-  if (!(std::isfinite(c->epsilon) && c->epsilon > 0.f))
-    return errors::InvalidArgument("epsilon must be finite and > 0, got ", c->epsilon);
   return absl::OkStatus();
 }
 

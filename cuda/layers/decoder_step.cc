@@ -14,42 +14,8 @@
 #include "lightseq/step_attention.h"
 
 namespace lightseq {
-namespace {
 
 using layers::RowGemm;
-
-struct StepScratch {
-  void *in, *qkv_raw, *q_raw, *ctx, *att_out, *x1, *x2, *pre, *ffn_pre, *ffn_act, *f_out;
-  float *mean, *rstd;
-};
-
-StepScratch carve(Arena& a, DType dtype, const DecoderStepConfig& c) {
-  const size_t es = dtype_size(dtype), rows = c.batch * c.q_len;
-  const size_t th = rows * c.hidden * es, tf = rows * c.ffn * es;
-  StepScratch s{};
-  s.in = a.take(th);
-  s.qkv_raw = a.take(3 * th);
-  s.q_raw = a.take(th);
-  s.ctx = a.take(th);
-  s.att_out = a.take(th);
-  s.x1 = a.take(th);
-  s.x2 = a.take(th);
-  s.pre = a.take(th);
-  s.ffn_pre = a.take(tf);
-  s.ffn_act = a.take(tf);
-  s.f_out = a.take(th);
-  s.mean = static_cast<float*>(a.take(4 * rows));
-  s.rstd = static_cast<float*>(a.take(4 * rows));
-  return s;
-}
-
-}  // namespace
-
-size_t decoder_step_workspace_bytes(DType dtype, const DecoderStepConfig& c) {
-  Arena a(nullptr);
-  carve(a, dtype, c);
-  return a.used();
-}
 
 cudaError_t decoder_step_fwd(DType dtype, const DecoderStepConfig& c,
                              const DecoderLayerParams& w, const void* x, void* cache_keys,
@@ -59,7 +25,7 @@ cudaError_t decoder_step_fwd(DType dtype, const DecoderStepConfig& c,
   if (!decoder_step_config_valid(c, cache_len)) return cudaErrorInvalidValue;
   if (c.batch == 0) return cudaSuccess;
   Arena arena(workspace);
-  const StepScratch k = carve(arena, dtype, c);
+  const StepScratch k = carve_decoder_step_scratch(arena, dtype, c);
   const RowGemm gemm{backend, dtype};
   const int64_t T = c.batch * c.q_len, H = c.hidden, F = c.ffn, dh = H / c.heads;
   const int hidden = static_cast<int>(H);

@@ -29,6 +29,7 @@ import tensorflow as tf
 from lightseq_tf.layers import _keras
 from lightseq_tf.layers import _transformer as tr
 from lightseq_tf.ops.decoder_layer import decoder_layer
+from lightseq_tf.ops.decoder_step import decoder_step
 
 
 def _to_cache(t):  # [B, heads, L, d] -> NeurST's [B, L, heads, d]
@@ -142,6 +143,7 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
                     % name))
         with tf.control_dependencies(checks):
             seed = _keras.draw_seed()
+            x = tf.identity(x)  # the checks run before the step op too (it takes no seed)
         if past is None and memory is not None and self._use_whole_layer_op():
             memory = tf.cast(memory, self.compute_dtype)
             _check_memory_batch(memory.shape[0], x)
@@ -152,19 +154,24 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
         mem_cache = None if cache is None else cache.get("memory")
         if mem_cache is None:
             mem_cache = self.memorize_memory(memory)["memory"]
-        mem_k, mem_v = _from_cache(mem_cache["keys"]), _from_cache(mem_cache["values"])
+        mem_keys = mem_cache["keys"]  # [B, S, heads, d]
         if memory_lengths is None and memory_mask is None:
-            mem_lengths = tf.fill(tf.shape(mem_k)[:1], tf.shape(mem_k)[2])
+            mem_lengths = tf.fill(tf.shape(mem_keys)[:1], tf.shape(mem_keys)[1])
         else:
-            mem_lengths = tr.lengths_of(mem_k, memory_lengths, memory_mask)
-        _check_memory_batch(mem_k.shape[0], x)
+            mem_lengths = tr.lengths_of(mem_keys, memory_lengths, memory_mask)
+        _check_memory_batch(mem_keys.shape[0], x)
+        mem_k, mem_v = _from_cache(mem_cache["keys"]), _from_cache(mem_cache["values"])
 
         if past is None:
             return _keras.by_training(training, lambda train: self._forward(
                 x, mem_k, mem_v, mem_lengths, None, seed, train))
-        # Incremental decoding: inference (dropout only if training=True is passed).
-        y, new_past = self._forward(x, mem_k, mem_v, mem_lengths, past, seed, training is True,
-                                    decode_loop_step)
+        # Incremental decoding: inference (dropout only if training=True is
+        # passed, which the composed path serves).
+        if training is not True and self._use_whole_layer_op():
+            y, new_past = self._step_op(x, mem_cache, mem_lengths, past, decode_loop_step)
+        else:
+            y, new_past = self._forward(x, mem_k, mem_v, mem_lengths, past, seed,
+                                        training is True, decode_loop_step)
         cache["self_attention"] = new_past
         if self._caller_cache is not None:
             self._caller_cache["self_attention"] = new_past
@@ -172,6 +179,22 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
 
     def _forward_op(self, x, memory, mem_lengths, seed, train):
         """All target positions at once through the whole-layer op."""
+        return decoder_layer(x, memory, mem_lengths, self._op_params(), **self._op_attrs(train),
+                             seed=seed)
+
+    def _step_op(self, x, mem_cache, mem_lengths, past, step):
+        """Incremental positions through the decoding-step op: the dynamic
+        cache grows (append), the static one is written at `step`."""
+        attrs = {k: v for k, v in self._op_attrs(False).items() if "dropout" not in k}
+        dt = self.compute_dtype
+        y, keys, values = decoder_step(
+            x, tf.cast(past["keys"], dt), tf.cast(past["values"], dt), step,
+            tf.cast(mem_cache["keys"], dt), tf.cast(mem_cache["values"], dt), mem_lengths,
+            self._op_params(), append=step is None, **attrs)
+        return y, {"keys": keys, "values": values}
+
+    def _op_params(self):
+        """The variables by the ops' parameter names, in the compute dtype."""
         sa = self.self_attention_block.parts
         ed = self.encdec_attention_block.parts
         ffn = self.ffn_block.parts
@@ -189,8 +212,7 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
             ln3_gamma=ffn["ln"].gamma, ln3_beta=ffn["ln"].beta,
             ffn1_kernel=dense["dense1"].kernel, ffn1_bias=dense["dense1"].bias,
             ffn2_kernel=dense["dense2"].kernel, ffn2_bias=dense["dense2"].bias)
-        return decoder_layer(x, memory, mem_lengths, {k: self._w(v) for k, v in params.items()},
-                             **self._op_attrs(train), seed=seed)
+        return {k: self._w(v) for k, v in params.items()}
 
     def _forward(self, x, mem_k, mem_v, mem_lengths, past, seed, train, step=None):
         sa = self.self_attention_block.parts["self_attention"]

@@ -1,8 +1,8 @@
 """The whole Transformer decoder layer over all target positions at once (op
 LightseqDecoderLayer) and its gradient (LightseqDecoderLayerGrad): on the
 GPU, cuda/layers/decoder_layer.cc on TensorFlow's stream and BLAS; on the
-CPU, its C++ twin. Incremental decoding (a key/value cache) stays with the
-Keras layer's composed path."""
+CPU, its C++ twin. Incremental decoding (a key/value cache) is
+LightseqDecoderStep (decoder_step.py)."""
 import tensorflow as tf
 
 from lightseq_tf.ops import _whole_layer

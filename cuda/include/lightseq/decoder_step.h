@@ -17,28 +17,10 @@
 
 #include <cuda_runtime_api.h>
 
-#include "lightseq/decoder_layer_layout.h"
+#include "lightseq/decoder_step_layout.h"
 #include "lightseq/gemm.h"
-#include "lightseq/limits.h"
 
 namespace lightseq {
-
-struct DecoderStepConfig {
-  int64_t batch, q_len, capacity, mem_len, hidden, heads, ffn;
-  bool pre_ln;
-  Activation act;
-  float epsilon;
-};
-
-inline bool decoder_step_config_valid(const DecoderStepConfig& c, int64_t cache_len) {
-  return c.batch >= 0 && c.q_len >= 1 && c.mem_len >= 0 && c.hidden >= 1 && c.heads >= 1 &&
-         c.hidden % c.heads == 0 && c.hidden / c.heads <= kStepAttentionMaxHeadDim &&
-         c.ffn >= 1 && c.epsilon > 0.f && cache_len >= 0 && cache_len + c.q_len <= c.capacity &&
-         c.capacity <= kStepAttentionMaxKeys && c.mem_len <= kStepAttentionMaxKeys;
-}
-
-// Scratch of one step call, 256-byte aligned.
-size_t decoder_step_workspace_bytes(DType dtype, const DecoderStepConfig& c);
 
 // y [batch, q_len, hidden]. `w` as for decoder_layer.h; kv_kernel / kv_bias
 // are not read (the memory comes projected).

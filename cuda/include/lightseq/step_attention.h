@@ -21,18 +21,9 @@
 #include <cuda_runtime_api.h>
 
 #include "lightseq/dtype.h"
-#include "lightseq/limits.h"
+#include "lightseq/step_attention_shape.h"
 
 namespace lightseq {
-
-struct StepAttentionShape {
-  int64_t batch, q_len, heads, head_dim;
-};
-
-inline bool step_attention_shape_valid(const StepAttentionShape& s, int64_t keys) {
-  return s.batch >= 0 && s.q_len >= 1 && s.heads >= 1 && s.head_dim >= 1 &&
-         s.head_dim <= kStepAttentionMaxHeadDim && keys >= 0 && keys <= kStepAttentionMaxKeys;
-}
 
 cudaError_t step_self_attention(DType dtype, const void* qkv_raw, const void* qkv_bias,
                                 void* cache_keys, void* cache_values, int64_t capacity,
