@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command for the GPU test machine (no TensorFlow there): build the
 # harness for sm_90, run tests/gpu, run them again under compute-sanitizer
-# memcheck and racecheck, run the GPU benchmarks; the log and benchmarks.tar
+# memcheck, racecheck and (per file) initcheck, run the GPU benchmarks; the log and benchmarks.tar
 # (JSON + PNG records, for benchmarks/results/) go to $OUT.
 #   OUT=/some/dir build_tools/device_check.sh [--bench-only|--no-bench]
 set -uo pipefail
@@ -42,6 +42,7 @@ if [ "$mode" != "--bench-only" ]; then
   step racecheck compute-sanitizer --tool racecheck --kernel-name kns=lightseq \
     --error-exitcode 3 --print-limit 20 python3 -m pytest tests/gpu -q -p no:cacheprovider -x \
     --ignore=tests/gpu/test_encoder_layer.py
+  step initcheck build_tools/initcheck_per_file.sh 240
 fi
 if [ "$mode" != "--no-bench" ]; then
   mkdir -p "$OUT/bench"
