@@ -20,7 +20,7 @@ def make_state(sizes, gen_seed, offset=0):
 
     def one(shape, scale, positive=False):
         n = int(np.prod(shape))
-        buf = torch.empty(n + offset, device="cuda")
+        buf = torch.zeros(n + offset, device="cuda")
         t = buf[offset:].view(shape)
         t.copy_(torch.rand(shape, device="cuda", generator=g) if positive else
                 torch.randn(shape, device="cuda", generator=g))
