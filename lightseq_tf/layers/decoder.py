@@ -23,6 +23,9 @@ reads the memory's from cache["memory"]; beam search reorders the cache with
 tf.gather on axis 0. NeurST's static-shape mode: a cache pre-padded to
 [batch, P, heads, head_dim] (`create_decoding_internal_cache(P)`, tiled) and
 `decode_loop_step=t` write position t and attend to positions 0..t.
+Where the whole-layer op runs (a GPU), each call with a cache is one
+LightseqDecoderStep op (lightseq_tf.ops.decoder_step), which reads both
+caches in this layout in place; otherwise the fused ops are composed.
 """
 import tensorflow as tf
 

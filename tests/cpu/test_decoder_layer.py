@@ -2,8 +2,8 @@
 native TF (same weights, dropout off): outputs and gradients of the input,
 the memory and every variable; incremental decoding with NeurST's cache
 protocol equals the full forward. Every test runs with the layer as the
-whole-layer op (what a GPU runs) and composed (the CPU's path); decoding with
-a cache is always composed."""
+whole-layer op (what a GPU runs; decoding with a cache then runs the
+decoder-step op) and composed (the CPU's path)."""
 import numpy as np
 import pytest
 import tensorflow as tf
