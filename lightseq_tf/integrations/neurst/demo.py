@@ -33,7 +33,7 @@ METRICS = re.compile(r"\{'step': (\d+).*?'loss': ([-\d.e+naninf]+)")
 
 
 def neurst_configs(workdir, corpus, model, steps, batch_tokens=2048, dropout=0.1,
-                   summary_steps=50, shuffle_buffer=None):
+                   summary_steps=50, shuffle_buffer=None, save_steps=None):
     """Writes train.yml and predict.yml (NeurST's own config format).
     shuffle_buffer=0 keeps the (already shuffled) file order: NeurST's
     shuffle is unseeded, so two runs see the same batches only without it."""
@@ -55,7 +55,7 @@ def neurst_configs(workdir, corpus, model, steps, batch_tokens=2048, dropout=0.1
     train = {
         "entry.class": "trainer",
         "entry.params": {
-            "train_steps": steps, "save_checkpoint_steps": steps,
+            "train_steps": steps, "save_checkpoint_steps": save_steps or steps,
             "summary_steps": summary_steps,
             "criterion.class": "label_smoothed_cross_entropy",
             "criterion.params": {"label_smoothing": 0.1},

@@ -13,6 +13,9 @@ NeurST module to (component, the function run right after its body).
 - PositionEmbeddingWrapper with NeurST's sinusoids over a word embedding:
   the lookup, the sqrt(dim) scale and the sinusoid are our fused embedding
   op (float32 table read once, positions in float32 also under float16).
+- Trainer / CustomCheckpointCallback: the optimizer's state saved with every
+  checkpoint and, on a restart, restored with the data stream advanced past
+  the consumed batches (resume.py: exact resumption).
 """
 import contextlib
 import threading
@@ -20,7 +23,7 @@ import threading
 import tensorflow as tf
 from absl import logging
 
-from lightseq_tf.integrations.neurst import layers
+from lightseq_tf.integrations.neurst import layers, resume
 from lightseq_tf.ops.cross_entropy import cross_entropy
 from lightseq_tf.ops.embedding import embedding
 
@@ -179,8 +182,10 @@ PATCHES = {
                                                        patch_label_smoothed_cross_entropy),
     "neurst.optimizers": ("optimizer", patch_optimizers),
     "neurst.layers.common_layers": ("embedding", patch_position_embedding),
+    "neurst.training.callbacks": ("resume", resume.patch_checkpoint_callback),
+    "neurst.exps.trainer": ("resume", resume.patch_trainer),
 }
-COMPONENTS = ("layers", "criterion", "optimizer", "embedding")
+COMPONENTS = ("layers", "criterion", "optimizer", "embedding", "resume")
 
 
 def patches(native=()):
