@@ -135,6 +135,21 @@ __global__ void __launch_bounds__(kThreads) step_attention_kernel(StepArgs<T> a)
   }
   __syncthreads();
 
+  // This thread's VEC elements of rows base + slot + u * kpb, u < kUnroll
+  // (zeros past the visible keys), all loads issued before any is used.
+  auto load_rows = [&](bool value, int64_t base, float (&out)[kUnroll][VEC]) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t j = base + slot + u * kpb;
+      if (j < n) {
+        rows.template load<VEC>(value, j, sub * VEC, out[u]);
+      } else {
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) out[u][k] = 0.f;
+      }
+    }
+  };
+
   // Phase 1: scores (loop bounds uniform over the block: the shuffles need
   // every lane).
   if constexpr (VEC > 1) {
@@ -143,16 +158,7 @@ __global__ void __launch_bounds__(kThreads) step_attention_kernel(StepArgs<T> a)
     for (int k = 0; k < VEC; ++k) qv[k] = q[sub * VEC + k];
     for (int64_t base = 0; base < n; base += kpb * kUnroll) {
       float kv[kUnroll][VEC];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int64_t j = base + slot + u * kpb;
-        if (j < n) {
-          rows.template load<VEC>(false, j, sub * VEC, kv[u]);
-        } else {
-#pragma unroll
-          for (int k = 0; k < VEC; ++k) kv[u][k] = 0.f;
-        }
-      }
+      load_rows(false, base, kv);
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         float dot = 0.f;
@@ -198,16 +204,7 @@ __global__ void __launch_bounds__(kThreads) step_attention_kernel(StepArgs<T> a)
     float acc[VEC] = {};
     for (int64_t base = 0; base < n; base += kpb * kUnroll) {
       float vv[kUnroll][VEC];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int64_t j = base + slot + u * kpb;
-        if (j < n) {
-          rows.template load<VEC>(true, j, sub * VEC, vv[u]);
-        } else {
-#pragma unroll
-          for (int k = 0; k < VEC; ++k) vv[u][k] = 0.f;
-        }
-      }
+      load_rows(true, base, vv);
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int64_t j = base + slot + u * kpb;

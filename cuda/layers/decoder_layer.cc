@@ -10,12 +10,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "layer_common.h"
+#include "layer_blocks.h"
 #include "lightseq/bias_act_dropout.h"
-#include "lightseq/bias_dropout_residual.h"
-#include "lightseq/heads.h"
-#include "lightseq/layer_norm.h"
-#include "lightseq/softmax.h"
 
 namespace lightseq {
 namespace {
@@ -66,98 +62,10 @@ Scratch carve_scratch(Arena& a, DType dtype, const DecoderDims& d) {
 }
 
 // Everything both directions derive from the config and the two buffers.
-struct Plan {
-  const DecoderLayerConfig& c;
-  DType dtype;
+struct Plan : layers::LayerBlocks {
   DecoderDims d;
   DecoderSaved s;
   Scratch k;
-  RowGemm gemm;
-  cudaStream_t stream;
-  int64_t dh, BH;
-  float scale;
-
-  int H() const { return static_cast<int>(d.H); }
-  const void* part(const void* base, int64_t rows, int i) const {  // Q/K/V slice of a split
-    return static_cast<const char*>(base) + i * rows * d.H * d.es;
-  }
-  void* part(void* base, int64_t rows, int i) const {
-    return static_cast<char*>(base) + i * rows * d.H * d.es;
-  }
-  HeadsShape heads(int64_t splits, int64_t len) const {
-    return {splits, c.batch, len, c.heads, dh};
-  }
-  // a + b through the residual kernel (zero bias, no dropout).
-  cudaError_t add(const void* a, const void* b, void* out) const {
-    return bias_dropout_residual_fwd(dtype, a, k.zeros, b, out, d.T, d.H, 0, 0.f, stream);
-  }
-  cudaError_t ln_fwd(const void* x, const void* g, const void* b, void* y, float* m,
-                     float* r) const {
-    return layer_norm_fwd(dtype, x, g, b, y, m, r, d.T, H(), c.epsilon, stream);
-  }
-
-  // Attention over q [B*heads, lq, dh] and k, v [B*heads, lk, dh]: scores,
-  // probs (saved), the context merged into ctx_m [T, H] (saved).
-  cudaError_t attend(int64_t lk, const void* q, const void* kk, const void* v,
-                     const int32_t* lengths, bool causal, uint64_t sd, void* scores, void* probs,
-                     void* ctx_m) const {
-    const int64_t L = c.tgt_len;
-    LS_TRY(gemm(false, true, L, lk, dh, q, dh, L * dh, kk, dh, lk * dh, scores, L * lk, BH));
-    LS_TRY(attn_softmax_fwd(dtype, scores, lengths, probs, {c.batch, c.heads, L, lk}, scale,
-                            causal, sd, c.attn_dropout, stream));
-    LS_TRY(gemm(false, false, L, dh, lk, probs, lk, L * lk, v, dh, lk * dh, k.ctx, L * dh, BH));
-    return merge_heads(dtype, k.ctx, ctx_m, heads(1, L), stream);
-  }
-  // Its backward from d_ctx [B*heads, lq, dh] (split) to dq, dk, dv.
-  cudaError_t attend_bwd(int64_t lk, const void* q, const void* kk, const void* v,
-                         const int32_t* lengths, bool causal, uint64_t sd, const void* scores,
-                         const void* probs, void* dq, void* dk, void* dv) const {
-    const int64_t L = c.tgt_len;
-    LS_TRY(gemm(false, true, L, lk, dh, k.d_ctx, dh, L * dh, v, dh, lk * dh, k.d_probs, L * lk,
-                BH));
-    LS_TRY(gemm(true, false, lk, dh, L, probs, lk, L * lk, k.d_ctx, dh, L * dh, dv, lk * dh,
-                BH));
-    LS_TRY(attn_softmax_bwd(dtype, k.d_probs, scores, lengths, k.d_scores,
-                            {c.batch, c.heads, L, lk}, scale, causal, sd, c.attn_dropout, stream));
-    LS_TRY(gemm(false, false, L, dh, lk, k.d_scores, lk, L * lk, kk, dh, lk * dh, dq, L * dh,
-                BH));
-    return gemm(true, false, lk, dh, L, k.d_scores, lk, L * lk, q, dh, L * dh, dk, lk * dh, BH);
-  }
-  // Closing a block: pre-LN out = residual + drop(raw + bias); post-LN
-  // pre = that, out = LN(pre).
-  cudaError_t close(const void* raw, const void* bias, const void* residual, uint64_t sd,
-                    void* pre, void* out, const void* g, const void* b, float* m,
-                    float* r) const {
-    if (c.pre_ln)
-      return bias_dropout_residual_fwd(dtype, raw, bias, residual, out, d.T, d.H, sd,
-                                       c.hidden_dropout, stream);
-    LS_TRY(bias_dropout_residual_fwd(dtype, raw, bias, residual, pre, d.T, d.H, sd,
-                                     c.hidden_dropout, stream));
-    return ln_fwd(pre, g, b, out, m, r);
-  }
-  // Backward of close() down to d(raw) (into d_att / d_fout) and dbias; returns
-  // in *d_pre the gradient at the residual sum (dy itself for pre-LN).
-  cudaError_t close_bwd(const void* d_out, const void* pre, const float* m, const float* r,
-                        const void* g, void* dg, void* db, uint64_t sd, void* d_raw,
-                        void* dbias, const void** d_pre) const {
-    *d_pre = d_out;
-    if (!c.pre_ln) {
-      LS_TRY(layer_norm_bwd(dtype, d_out, pre, m, r, g, k.tmp, dg, db, k.kernel_ws, d.T, H(),
-                            stream));
-      *d_pre = k.tmp;
-    }
-    return bias_dropout_residual_bwd(dtype, *d_pre, d_raw, dbias, k.kernel_ws, d.T, d.H, sd,
-                                     c.hidden_dropout, stream);
-  }
-  // Gradient into a block's input from d(its LN input) d_in: pre-LN adds
-  // LN'(d_in) to the residual path d_res; post-LN adds d_in to d_pre.
-  cudaError_t into_input(const void* d_in, const void* input, const float* m, const float* r,
-                         const void* g, void* dg, void* db, const void* d_res, void* out) const {
-    if (!c.pre_ln) return add(d_in, d_res, out);
-    LS_TRY(layer_norm_bwd(dtype, d_in, input, m, r, g, k.d_att, dg, db, k.kernel_ws, d.T, H(),
-                          stream));
-    return add(k.d_att, d_res, out);
-  }
 };
 
 Plan make_plan(DType dtype, const DecoderLayerConfig& c, void* saved, void* workspace,
@@ -165,9 +73,15 @@ Plan make_plan(DType dtype, const DecoderLayerConfig& c, void* saved, void* work
   const DecoderDims d = decoder_dims(dtype, c);
   Arena sa(saved), wa(workspace);
   const int64_t dh = c.hidden / c.heads;
-  return Plan{c, dtype, d, carve_decoder_saved(sa, d, c.pre_ln), carve_scratch(wa, dtype, d),
-              RowGemm{gemm, dtype}, stream, dh, c.batch * c.heads,
-              1.f / sqrtf(static_cast<float>(dh))};
+  const Scratch k = carve_scratch(wa, dtype, d);
+  const layers::LayerBlocks blocks{
+      dtype,     RowGemm{gemm, dtype}, stream,  c.batch,   c.heads,
+      c.tgt_len, d.T,                  d.H,     dh,        c.batch * c.heads,
+      d.es,      c.pre_ln,             c.attn_dropout, c.hidden_dropout, c.epsilon,
+      1.f / sqrtf(static_cast<float>(dh)),
+      k.ctx,     k.d_ctx,              k.d_probs, k.d_scores, k.tmp,
+      k.d_att,   k.zeros,              k.kernel_ws};
+  return Plan{blocks, d, carve_decoder_saved(sa, d, c.pre_ln), k};
 }
 
 }  // namespace
@@ -197,7 +111,7 @@ cudaError_t decoder_layer_fwd(DType dtype, const DecoderLayerConfig& c,
   }
   LS_TRY(p.gemm(false, false, T, 3 * d.H, d.H, in1, d.H, 0, w.qkv_kernel, 3 * d.H, 0, k.qkv_raw,
                 0));
-  LS_TRY(split_heads(dtype, k.qkv_raw, w.qkv_bias, s.qkv, p.heads(3, L), stream));
+  LS_TRY(split_heads(dtype, k.qkv_raw, w.qkv_bias, s.qkv, p.heads_shape(3, L), stream));
   LS_TRY(p.attend(L, p.part(s.qkv, T, 0), p.part(s.qkv, T, 1), p.part(s.qkv, T, 2), nullptr,
                   true, seed + 0, s.s_scores, s.s_probs, s.s_ctx_m));
   LS_TRY(p.gemm(false, false, T, d.H, d.H, s.s_ctx_m, d.H, 0, w.out_kernel, d.H, 0, k.att_out,
@@ -212,10 +126,10 @@ cudaError_t decoder_layer_fwd(DType dtype, const DecoderLayerConfig& c,
     in2 = s.in2;
   }
   LS_TRY(p.gemm(false, false, T, d.H, d.H, in2, d.H, 0, w.q_kernel, d.H, 0, k.cq_raw, 0));
-  LS_TRY(split_heads(dtype, k.cq_raw, w.q_bias, s.cq, p.heads(1, L), stream));
+  LS_TRY(split_heads(dtype, k.cq_raw, w.q_bias, s.cq, p.heads_shape(1, L), stream));
   LS_TRY(p.gemm(false, false, M, 2 * d.H, d.H, memory, d.H, 0, w.kv_kernel, 2 * d.H, 0,
                 k.ckv_raw, 0));
-  LS_TRY(split_heads(dtype, k.ckv_raw, w.kv_bias, s.ckv, p.heads(2, c.mem_len), stream));
+  LS_TRY(split_heads(dtype, k.ckv_raw, w.kv_bias, s.ckv, p.heads_shape(2, c.mem_len), stream));
   LS_TRY(p.attend(c.mem_len, s.cq, p.part(s.ckv, M, 0), p.part(s.ckv, M, 1), mem_lengths, false,
                   seed + 2, s.c_scores, s.c_probs, s.c_ctx_m));
   LS_TRY(p.gemm(false, false, T, d.H, d.H, s.c_ctx_m, d.H, 0, w.cross_out_kernel, d.H, 0,
@@ -272,12 +186,12 @@ cudaError_t decoder_layer_bwd(DType dtype, const DecoderLayerConfig& c,
                 0));
   LS_TRY(p.gemm(false, true, T, d.H, d.H, k.d_att, d.H, 0, w.cross_out_kernel, d.H, 0, k.d_ctxm,
                 0));
-  LS_TRY(split_heads(dtype, k.d_ctxm, k.zeros, k.d_ctx, p.heads(1, L), stream));
+  LS_TRY(split_heads(dtype, k.d_ctxm, k.zeros, k.d_ctx, p.heads_shape(1, L), stream));
   LS_TRY(p.attend_bwd(c.mem_len, s.cq, p.part(s.ckv, M, 0), p.part(s.ckv, M, 1), mem_lengths,
                       false, seed + 2, s.c_scores, s.c_probs, k.dq3, p.part(k.dkv, M, 0),
                       p.part(k.dkv, M, 1)));
   // Memory side: dK, dV merged to [M, 2H]; dbias (column sums), dkernel, dmemory.
-  LS_TRY(merge_heads(dtype, k.dkv, k.dkv_raw, p.heads(2, c.mem_len), stream));
+  LS_TRY(merge_heads(dtype, k.dkv, k.dkv_raw, p.heads_shape(2, c.mem_len), stream));
   LS_TRY(bias_dropout_residual_bwd(dtype, k.dkv_raw, k.dkv, g.kv_bias, k.kernel_ws, M, 2 * d.H,
                                    0, 0.f, stream));
   LS_TRY(p.gemm(true, false, d.H, 2 * d.H, M, memory, d.H, 0, k.dkv_raw, 2 * d.H, 0, g.kv_kernel,
@@ -285,7 +199,7 @@ cudaError_t decoder_layer_bwd(DType dtype, const DecoderLayerConfig& c,
   LS_TRY(p.gemm(false, true, M, d.H, 2 * d.H, k.dkv_raw, 2 * d.H, 0, w.kv_kernel, 2 * d.H, 0,
                 dmemory, 0));
   // Query side.
-  LS_TRY(merge_heads(dtype, k.dq3, k.dq3_raw, p.heads(1, L), stream));
+  LS_TRY(merge_heads(dtype, k.dq3, k.dq3_raw, p.heads_shape(1, L), stream));
   LS_TRY(bias_dropout_residual_bwd(dtype, k.dq3_raw, k.dq3, g.q_bias, k.kernel_ws, T, d.H, 0,
                                    0.f, stream));
   const void* in2 = c.pre_ln ? s.in2 : s.x1;
@@ -299,11 +213,11 @@ cudaError_t decoder_layer_bwd(DType dtype, const DecoderLayerConfig& c,
                      k.d_att, g.out_bias, &d_pre));
   LS_TRY(p.gemm(true, false, d.H, d.H, T, s.s_ctx_m, d.H, 0, k.d_att, d.H, 0, g.out_kernel, 0));
   LS_TRY(p.gemm(false, true, T, d.H, d.H, k.d_att, d.H, 0, w.out_kernel, d.H, 0, k.d_ctxm, 0));
-  LS_TRY(split_heads(dtype, k.d_ctxm, k.zeros, k.d_ctx, p.heads(1, L), stream));
+  LS_TRY(split_heads(dtype, k.d_ctxm, k.zeros, k.d_ctx, p.heads_shape(1, L), stream));
   LS_TRY(p.attend_bwd(L, p.part(s.qkv, T, 0), p.part(s.qkv, T, 1), p.part(s.qkv, T, 2), nullptr,
                       true, seed + 0, s.s_scores, s.s_probs, p.part(k.dq3, T, 0),
                       p.part(k.dq3, T, 1), p.part(k.dq3, T, 2)));
-  LS_TRY(merge_heads(dtype, k.dq3, k.dq3_raw, p.heads(3, L), stream));
+  LS_TRY(merge_heads(dtype, k.dq3, k.dq3_raw, p.heads_shape(3, L), stream));
   LS_TRY(bias_dropout_residual_bwd(dtype, k.dq3_raw, k.dq3, g.qkv_bias, k.kernel_ws, T, 3 * d.H,
                                    0, 0.f, stream));
   const void* in1 = c.pre_ln ? s.in1 : x;

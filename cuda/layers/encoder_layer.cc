@@ -1,5 +1,6 @@
 // Encoder layer orchestration: GEMMs through the caller's lightseq::Gemm
-// (float32 accumulation) between the fused kernels; every buffer comes from
+// (float32 accumulation) between the fused kernels, in the block steps
+// shared with the decoder layer (layer_blocks.h); every buffer comes from
 // the caller's `saved` and `workspace` (see encoder_layer.h for the math and
 // the dropout streams).
 #include "lightseq/encoder_layer.h"
@@ -7,12 +8,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "layer_blocks.h"
 #include "lightseq/bias_act_dropout.h"
-#include "lightseq/bias_dropout_residual.h"
-#include "lightseq/heads.h"
-#include "lightseq/layer_norm.h"
-#include "lightseq/softmax.h"
-#include "layer_common.h"
 
 namespace lightseq {
 namespace {
@@ -61,26 +58,26 @@ Scratch carve_scratch(Arena& a, DType dtype, const Dims& d) {
 }
 
 // Everything both directions derive from the config and the two buffers.
-struct Plan {
+struct Plan : layers::LayerBlocks {
   Dims d;
   Saved s;
   Scratch k;
-  RowGemm gemm;
-  int H;
-  int64_t T, L, dh, BH;  // tokens, length, head size, batch * heads
-  SoftmaxShape sm;
-  float scale;           // softmax scale 1 / sqrt(head size)
 };
 
 Plan make_plan(DType dtype, const EncoderLayerConfig& c, void* saved, void* workspace,
-               const Gemm& gemm) {
+               const Gemm& gemm, cudaStream_t stream) {
   const Dims d = encoder_dims(dtype, c);
   Arena sa(saved), wa(workspace);
   const int64_t dh = c.hidden / c.heads;
-  return Plan{d, carve_encoder_saved(sa, d, c.pre_ln), carve_scratch(wa, dtype, d),
-              RowGemm{gemm, dtype}, static_cast<int>(d.H), d.T, c.seq_len, dh,
-              c.batch * c.heads, SoftmaxShape{c.batch, c.heads, c.seq_len, c.seq_len},
-              1.f / sqrtf(static_cast<float>(dh))};
+  const Scratch k = carve_scratch(wa, dtype, d);
+  const layers::LayerBlocks blocks{
+      dtype,     RowGemm{gemm, dtype}, stream,  c.batch,   c.heads,
+      c.seq_len, d.T,                  d.H,     dh,        c.batch * c.heads,
+      d.es,      c.pre_ln,             c.attn_dropout, c.hidden_dropout, c.epsilon,
+      1.f / sqrtf(static_cast<float>(dh)),
+      k.ctx,     k.d_ctx,              k.d_probs, k.d_scores, k.tmp,
+      k.d_att,   k.zeros,              k.kernel_ws};
+  return Plan{blocks, d, carve_encoder_saved(sa, d, c.pre_ln), k};
 }
 
 }  // namespace
@@ -96,151 +93,89 @@ cudaError_t encoder_layer_fwd(DType dtype, const EncoderLayerConfig& c,
                               const int32_t* lengths, void* y, uint64_t seed, void* saved,
                               void* workspace, const Gemm& backend, cudaStream_t stream) {
   if (!encoder_layer_config_valid(c)) return cudaErrorInvalidValue;
-  const Plan p = make_plan(dtype, c, saved, workspace, backend);
-  const auto& [d, s, k, gemm, H, T, L, dh, BH, sm, scale] = p;
-  const HeadsShape qkv_shape{3, c.batch, c.seq_len, c.heads, dh};
+  const Plan p = make_plan(dtype, c, saved, workspace, backend, stream);
+  const auto& s = p.s;
+  const auto& k = p.k;
+  const int64_t T = p.T, H = p.H, F = p.d.F, L = c.seq_len;
 
   // Self-attention block.
   const void* a_in = x;
   if (c.pre_ln) {
-    LS_TRY(layer_norm_fwd(dtype, x, w.ln1_gamma, w.ln1_beta, s.a_in, s.m1, s.r1, T, H,
-                          c.epsilon, stream));
+    LS_TRY(p.ln_fwd(x, w.ln1_gamma, w.ln1_beta, s.a_in, s.m1, s.r1));
     a_in = s.a_in;
   }
-  LS_TRY(gemm(false, false, T, 3 * d.H, d.H, a_in, d.H, 0, w.qkv_kernel, 3 * d.H, 0, k.qkv_raw,
-              0));
-  LS_TRY(split_heads(dtype, k.qkv_raw, w.qkv_bias, s.qkv, qkv_shape, stream));
-  const char* qkv = static_cast<const char*>(s.qkv);
-  const void* q = qkv;
-  const void* kk = qkv + T * d.H * d.es;
-  const void* v = qkv + 2 * T * d.H * d.es;
-  // scores[bh] = Q[bh] K[bh]^T: [L, dh] x [dh, L].
-  LS_TRY(gemm(false, true, L, L, dh, q, dh, L * dh, kk, dh, L * dh, s.scores, L * L, BH));
-  LS_TRY(attn_softmax_fwd(dtype, s.scores, lengths, s.probs, sm, scale, false, seed + 0,
-                          c.attn_dropout, stream));
-  LS_TRY(gemm(false, false, L, dh, L, s.probs, L, L * L, v, dh, L * dh, k.ctx, L * dh, BH));
-  LS_TRY(merge_heads(dtype, k.ctx, s.ctx_m, HeadsShape{1, c.batch, c.seq_len, c.heads, dh},
-                     stream));
-  LS_TRY(gemm(false, false, T, d.H, d.H, s.ctx_m, d.H, 0, w.out_kernel, d.H, 0, k.att_out, 0));
-  if (c.pre_ln) {
-    LS_TRY(bias_dropout_residual_fwd(dtype, k.att_out, w.out_bias, x, s.x1, T, d.H, seed + 1,
-                                     c.hidden_dropout, stream));
-  } else {
-    LS_TRY(bias_dropout_residual_fwd(dtype, k.att_out, w.out_bias, x, s.pre1, T, d.H, seed + 1,
-                                     c.hidden_dropout, stream));
-    LS_TRY(layer_norm_fwd(dtype, s.pre1, w.ln1_gamma, w.ln1_beta, s.x1, s.m1, s.r1, T, H,
-                          c.epsilon, stream));
-  }
+  LS_TRY(p.gemm(false, false, T, 3 * H, H, a_in, H, 0, w.qkv_kernel, 3 * H, 0, k.qkv_raw, 0));
+  LS_TRY(split_heads(dtype, k.qkv_raw, w.qkv_bias, s.qkv, p.heads_shape(3, L), stream));
+  LS_TRY(p.attend(L, p.part(s.qkv, T, 0), p.part(s.qkv, T, 1), p.part(s.qkv, T, 2), lengths,
+                  false, seed + 0, s.scores, s.probs, s.ctx_m));
+  LS_TRY(p.gemm(false, false, T, H, H, s.ctx_m, H, 0, w.out_kernel, H, 0, k.att_out, 0));
+  LS_TRY(p.close(k.att_out, w.out_bias, x, seed + 1, s.pre1, s.x1, w.ln1_gamma, w.ln1_beta, s.m1,
+                 s.r1));
 
   // FFN block.
   const void* f_in = s.x1;
   if (c.pre_ln) {
-    LS_TRY(layer_norm_fwd(dtype, s.x1, w.ln2_gamma, w.ln2_beta, s.ffn_in, s.m2, s.r2, T, H,
-                          c.epsilon, stream));
+    LS_TRY(p.ln_fwd(s.x1, w.ln2_gamma, w.ln2_beta, s.ffn_in, s.m2, s.r2));
     f_in = s.ffn_in;
   }
-  LS_TRY(gemm(false, false, T, d.F, d.H, f_in, d.H, 0, w.ffn1_kernel, d.F, 0, s.ffn_pre, 0));
-  LS_TRY(bias_act_dropout_fwd(dtype, c.act, s.ffn_pre, w.ffn1_bias, s.ffn_act, T, d.F, seed + 2,
+  LS_TRY(p.gemm(false, false, T, F, H, f_in, H, 0, w.ffn1_kernel, F, 0, s.ffn_pre, 0));
+  LS_TRY(bias_act_dropout_fwd(dtype, c.act, s.ffn_pre, w.ffn1_bias, s.ffn_act, T, F, seed + 2,
                               c.act_dropout, stream));
-  LS_TRY(gemm(false, false, T, d.H, d.F, s.ffn_act, d.F, 0, w.ffn2_kernel, d.H, 0, k.f_out, 0));
-  if (c.pre_ln)
-    return bias_dropout_residual_fwd(dtype, k.f_out, w.ffn2_bias, s.x1, y, T, d.H, seed + 3,
-                                     c.hidden_dropout, stream);
-  LS_TRY(bias_dropout_residual_fwd(dtype, k.f_out, w.ffn2_bias, s.x1, s.pre2, T, d.H, seed + 3,
-                                   c.hidden_dropout, stream));
-  return layer_norm_fwd(dtype, s.pre2, w.ln2_gamma, w.ln2_beta, y, s.m2, s.r2, T, H, c.epsilon,
-                        stream);
+  LS_TRY(p.gemm(false, false, T, H, F, s.ffn_act, F, 0, w.ffn2_kernel, H, 0, k.f_out, 0));
+  return p.close(k.f_out, w.ffn2_bias, s.x1, seed + 3, s.pre2, y, w.ln2_gamma, w.ln2_beta, s.m2,
+                 s.r2);
 }
 
+// The backward, block by block from the output: through the closing (post-LN:
+// its LayerNorm; then the dropout and the bias), the block's second and first
+// GEMM (each: the weight gradient A^T dC, the input gradient dC W^T), the
+// activation or the attention, and into the block's input, where the
+// residual path's gradient joins (pre-LN: through the opening LayerNorm).
 cudaError_t encoder_layer_bwd(DType dtype, const EncoderLayerConfig& c,
                               const EncoderLayerParams& w, const void* x,
                               const int32_t* lengths, const void* dy, void* dx,
                               const EncoderLayerParams& g, uint64_t seed, const void* saved,
                               void* workspace, const Gemm& backend, cudaStream_t stream) {
   if (!encoder_layer_config_valid(c)) return cudaErrorInvalidValue;
-  const Plan p = make_plan(dtype, c, const_cast<void*>(saved), workspace, backend);
-  const auto& [d, s, k, gemm, H, T, L, dh, BH, sm, scale] = p;
-  void* ws = k.kernel_ws;
-  LS_TRY(cudaMemsetAsync(k.zeros, 0, std::max(3 * d.H, d.F) * d.es, stream));
-  // a + b through the residual kernel (zero bias, no dropout).
-  auto add = [&](const void* a, const void* b, void* out, int64_t cols) {
-    return bias_dropout_residual_fwd(dtype, a, k.zeros, b, out, T, cols, 0, 0.f, stream);
-  };
+  const Plan p = make_plan(dtype, c, const_cast<void*>(saved), workspace, backend, stream);
+  const auto& s = p.s;
+  const auto& k = p.k;
+  const int64_t T = p.T, H = p.H, F = p.d.F, L = c.seq_len;
+  LS_TRY(cudaMemsetAsync(k.zeros, 0, std::max(3 * H, F) * p.es, stream));
+  const void* d_pre;
 
-  // Post-LN: the gradient through the block's closing LayerNorm (into tmp).
-  auto through_post_ln = [&](const void* d_out, const void* pre, const float* mean,
-                             const float* rstd, const void* gamma, void* dgamma, void* dbeta,
-                             const void** d_pre) {
-    *d_pre = d_out;
-    if (c.pre_ln) return cudaSuccess;
-    *d_pre = k.tmp;
-    return layer_norm_bwd(dtype, d_out, pre, mean, rstd, gamma, k.tmp, dgamma, dbeta, ws, T, H,
-                          stream);
-  };
-
-  // FFN block: d(pre2) -> d_fout, dx1.
-  const void* d_pre2;
-  LS_TRY(through_post_ln(dy, s.pre2, s.m2, s.r2, w.ln2_gamma, g.ln2_gamma, g.ln2_beta, &d_pre2));
-  LS_TRY(bias_dropout_residual_bwd(dtype, d_pre2, k.d_fout, g.ffn2_bias, ws, T, d.H, seed + 3,
-                                   c.hidden_dropout, stream));
-  LS_TRY(gemm(true, false, d.F, d.H, T, s.ffn_act, d.F, 0, k.d_fout, d.H, 0, g.ffn2_kernel, 0));
-  LS_TRY(gemm(false, true, T, d.F, d.H, k.d_fout, d.H, 0, w.ffn2_kernel, d.H, 0, k.d_act, 0));
+  // FFN block: dy -> dx1.
+  LS_TRY(p.close_bwd(dy, s.pre2, s.m2, s.r2, w.ln2_gamma, g.ln2_gamma, g.ln2_beta, seed + 3,
+                     k.d_fout, g.ffn2_bias, &d_pre));
+  LS_TRY(p.gemm(true, false, F, H, T, s.ffn_act, F, 0, k.d_fout, H, 0, g.ffn2_kernel, 0));
+  LS_TRY(p.gemm(false, true, T, F, H, k.d_fout, H, 0, w.ffn2_kernel, H, 0, k.d_act, 0));
   LS_TRY(bias_act_dropout_bwd(dtype, c.act, k.d_act, s.ffn_pre, w.ffn1_bias, k.d_ffpre,
-                              g.ffn1_bias, ws, T, d.F, seed + 2, c.act_dropout, stream));
+                              g.ffn1_bias, k.kernel_ws, T, F, seed + 2, c.act_dropout, stream));
   const void* f_in = c.pre_ln ? s.ffn_in : s.x1;
-  LS_TRY(gemm(true, false, d.H, d.F, T, f_in, d.H, 0, k.d_ffpre, d.F, 0, g.ffn1_kernel, 0));
-  LS_TRY(gemm(false, true, T, d.H, d.F, k.d_ffpre, d.F, 0, w.ffn1_kernel, d.F, 0, k.d_ffin, 0));
-  if (c.pre_ln) {  // y = x1 + ffn(LN2(x1)): dx1 = dy + LN2'(d_ffin)
-    LS_TRY(layer_norm_bwd(dtype, k.d_ffin, s.x1, s.m2, s.r2, w.ln2_gamma, k.tmp, g.ln2_gamma,
-                          g.ln2_beta, ws, T, H, stream));
-    LS_TRY(add(k.tmp, dy, k.dx1, d.H));
-  } else {  // pre2 = x1 + ffn(x1): dx1 = d_pre2 + d_ffin
-    LS_TRY(add(k.d_ffin, d_pre2, k.dx1, d.H));
-  }
+  LS_TRY(p.gemm(true, false, H, F, T, f_in, H, 0, k.d_ffpre, F, 0, g.ffn1_kernel, 0));
+  LS_TRY(p.gemm(false, true, T, H, F, k.d_ffpre, F, 0, w.ffn1_kernel, F, 0, k.d_ffin, 0));
+  LS_TRY(p.into_input(k.d_ffin, s.x1, s.m2, s.r2, w.ln2_gamma, g.ln2_gamma, g.ln2_beta, d_pre,
+                      k.dx1));
 
-  // Attention block: dx1 -> d(pre1) -> d_att, dx.
-  const void* d_pre1;
-  LS_TRY(through_post_ln(k.dx1, s.pre1, s.m1, s.r1, w.ln1_gamma, g.ln1_gamma, g.ln1_beta,
-                         &d_pre1));
-  LS_TRY(bias_dropout_residual_bwd(dtype, d_pre1, k.d_att, g.out_bias, ws, T, d.H, seed + 1,
-                                   c.hidden_dropout, stream));
-  LS_TRY(gemm(true, false, d.H, d.H, T, s.ctx_m, d.H, 0, k.d_att, d.H, 0, g.out_kernel, 0));
-  LS_TRY(gemm(false, true, T, d.H, d.H, k.d_att, d.H, 0, w.out_kernel, d.H, 0, k.d_ctxm, 0));
-  LS_TRY(split_heads(dtype, k.d_ctxm, k.zeros, k.d_ctx,
-                     HeadsShape{1, c.batch, c.seq_len, c.heads, dh}, stream));
-  const char* qkv = static_cast<const char*>(s.qkv);
-  const void* q = qkv;
-  const void* kk = qkv + T * d.H * d.es;
-  const void* v = qkv + 2 * T * d.H * d.es;
-  char* dqkv = static_cast<char*>(k.dqkv);
-  void* dq = dqkv;
-  void* dk = dqkv + T * d.H * d.es;
-  void* dv = dqkv + 2 * T * d.H * d.es;
-  // ctx = P V: dP = dctx V^T, dV = P^T dctx.
-  LS_TRY(gemm(false, true, L, L, dh, k.d_ctx, dh, L * dh, v, dh, L * dh, k.d_probs, L * L, BH));
-  LS_TRY(gemm(true, false, L, dh, L, s.probs, L, L * L, k.d_ctx, dh, L * dh, dv, L * dh, BH));
-  LS_TRY(attn_softmax_bwd(dtype, k.d_probs, s.scores, lengths, k.d_scores, sm, scale, false,
-                          seed + 0, c.attn_dropout, stream));
-  // scores = Q K^T: dQ = dS K, dK = dS^T Q.
-  LS_TRY(gemm(false, false, L, dh, L, k.d_scores, L, L * L, kk, dh, L * dh, dq, L * dh, BH));
-  LS_TRY(gemm(true, false, L, dh, L, k.d_scores, L, L * L, q, dh, L * dh, dk, L * dh, BH));
-  LS_TRY(merge_heads(dtype, k.dqkv, k.dqkv_raw, HeadsShape{3, c.batch, c.seq_len, c.heads, dh},
-                     stream));
+  // Attention block: dx1 -> dx.
+  LS_TRY(p.close_bwd(k.dx1, s.pre1, s.m1, s.r1, w.ln1_gamma, g.ln1_gamma, g.ln1_beta, seed + 1,
+                     k.d_att, g.out_bias, &d_pre));
+  LS_TRY(p.gemm(true, false, H, H, T, s.ctx_m, H, 0, k.d_att, H, 0, g.out_kernel, 0));
+  LS_TRY(p.gemm(false, true, T, H, H, k.d_att, H, 0, w.out_kernel, H, 0, k.d_ctxm, 0));
+  LS_TRY(split_heads(dtype, k.d_ctxm, k.zeros, k.d_ctx, p.heads_shape(1, L), stream));
+  LS_TRY(p.attend_bwd(L, p.part(s.qkv, T, 0), p.part(s.qkv, T, 1), p.part(s.qkv, T, 2), lengths,
+                      false, seed + 0, s.scores, s.probs, p.part(k.dqkv, T, 0),
+                      p.part(k.dqkv, T, 1), p.part(k.dqkv, T, 2)));
+  LS_TRY(merge_heads(dtype, k.dqkv, k.dqkv_raw, p.heads_shape(3, L), stream));
   // dbias of the QKV projection: column sums (the residual kernel's backward
   // at rate 0; its copy of the input lands in dqkv, which is consumed).
-  LS_TRY(bias_dropout_residual_bwd(dtype, k.dqkv_raw, k.dqkv, g.qkv_bias, ws, T, 3 * d.H, 0, 0.f,
-                                   stream));
+  LS_TRY(bias_dropout_residual_bwd(dtype, k.dqkv_raw, k.dqkv, g.qkv_bias, k.kernel_ws, T, 3 * H,
+                                   0, 0.f, stream));
   const void* a_in = c.pre_ln ? s.a_in : x;
-  LS_TRY(gemm(true, false, d.H, 3 * d.H, T, a_in, d.H, 0, k.dqkv_raw, 3 * d.H, 0, g.qkv_kernel,
-              0));
-  LS_TRY(gemm(false, true, T, d.H, 3 * d.H, k.dqkv_raw, 3 * d.H, 0, w.qkv_kernel, 3 * d.H, 0,
-              k.d_ain, 0));
-  if (c.pre_ln) {  // x1 = x + att(LN1(x)): dx = dx1 + LN1'(d_ain)
-    LS_TRY(layer_norm_bwd(dtype, k.d_ain, x, s.m1, s.r1, w.ln1_gamma, k.tmp, g.ln1_gamma,
-                          g.ln1_beta, ws, T, H, stream));
-    return add(k.tmp, k.dx1, dx, d.H);
-  }
-  return add(k.d_ain, d_pre1, dx, d.H);  // pre1 = x + att(x)
+  LS_TRY(p.gemm(true, false, H, 3 * H, T, a_in, H, 0, k.dqkv_raw, 3 * H, 0, g.qkv_kernel, 0));
+  LS_TRY(p.gemm(false, true, T, H, 3 * H, k.dqkv_raw, 3 * H, 0, w.qkv_kernel, 3 * H, 0, k.d_ain,
+                0));
+  return p.into_input(k.d_ain, x, s.m1, s.r1, w.ln1_gamma, g.ln1_gamma, g.ln1_beta, d_pre, dx);
 }
 
 }  // namespace lightseq

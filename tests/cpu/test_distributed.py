@@ -4,13 +4,13 @@ to one device on the whole batch (tests/cpu/distributed_check.py, own
 processes: logical devices and TF_CONFIG must be set before TensorFlow starts)."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from ports import free_ports
 from subprocess_env import subprocess_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,16 +26,6 @@ def test_mirrored_strategy_equals_one_device(legacy_keras, tmp_path):
     r = subprocess.run([sys.executable, SCRIPT], env=env_for(legacy_keras), cwd=tmp_path,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "DISTRIBUTED OK" in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def test_multi_worker_mirrored_strategy_equals_one_device(tmp_path):

@@ -4,6 +4,8 @@ first imported, so these tests run in their own pytest process
 import os
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "common"))
+
 if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
     raise RuntimeError("run tests/neurst in its own pytest process (TensorFlow was already "
                        "imported with Keras 3)")

@@ -9,13 +9,13 @@ visible GPUs, of which CI has none; the same LSAdam path serves both
 strategies and tests/cpu/test_distributed.py runs MirroredStrategy over two
 logical CPUs.)"""
 import os
-import socket
 import subprocess
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from neurst_env import subprocess_env
+from ports import free_ports
 
 from lightseq_tf.integrations.neurst import demo, demo_corpus
 
@@ -32,16 +32,6 @@ def _probe(distribution, *args):
     return _fused(distribution, *args)
 _opt._fused_adam_per_replica = _probe
 """
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,122 @@
+// The block-level steps the whole layers (encoder_layer.cc, decoder_layer.cc)
+// are made of, over the caller's buffers: an attention (scores, softmax +
+// dropout, context with heads merged) and its backward; a block's closing
+// (bias + dropout + residual, then LayerNorm for post-LN) and its backward;
+// the gradient into a block's input. encoder_layer.cc walks through the
+// backward step by step.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "layer_common.h"
+#include "lightseq/bias_dropout_residual.h"
+#include "lightseq/heads.h"
+#include "lightseq/layer_norm.h"
+#include "lightseq/softmax.h"
+
+namespace lightseq {
+namespace layers {
+
+struct LayerBlocks {
+  DType dtype;
+  RowGemm gemm;
+  cudaStream_t stream;
+  int64_t batch, heads, len;  // sentences, heads, query positions per sentence
+  int64_t T, H, dh, BH;       // tokens, hidden, head size, batch * heads
+  size_t es;                  // element size
+  bool pre_ln;
+  float attn_dropout, hidden_dropout, epsilon, scale;
+  // Scratch from the layer's workspace: the attention context [B*heads, len,
+  // dh]; the backward's d_ctx (same shape, filled by the caller), d_probs /
+  // d_scores (one attention's scores), two [T, H] temporaries (tmp: the
+  // post-LN closing's input gradient; ln_dx: a block input's LayerNorm
+  // gradient), zeros (>= 3H elements, zeroed by the backward's caller) and
+  // the kernels' backward workspace.
+  void *ctx, *d_ctx, *d_probs, *d_scores, *tmp, *ln_dx, *zeros, *kernel_ws;
+
+  int hidden() const { return static_cast<int>(H); }
+  HeadsShape heads_shape(int64_t splits, int64_t l) const {
+    return {splits, batch, l, heads, dh};
+  }
+  const void* part(const void* base, int64_t rows, int i) const {  // Q/K/V slice of a split
+    return static_cast<const char*>(base) + i * rows * H * es;
+  }
+  void* part(void* base, int64_t rows, int i) const {
+    return static_cast<char*>(base) + i * rows * H * es;
+  }
+  // a + b through the residual kernel (zero bias, no dropout).
+  cudaError_t add(const void* a, const void* b, void* out) const {
+    return bias_dropout_residual_fwd(dtype, a, zeros, b, out, T, H, 0, 0.f, stream);
+  }
+  cudaError_t ln_fwd(const void* x, const void* g, const void* b, void* y, float* m,
+                     float* r) const {
+    return layer_norm_fwd(dtype, x, g, b, y, m, r, T, hidden(), epsilon, stream);
+  }
+
+  // Attention over q [B*heads, len, dh] and k, v [B*heads, lk, dh]: scores,
+  // probs (kept for the backward), the context merged into ctx_m [T, H].
+  cudaError_t attend(int64_t lk, const void* q, const void* kk, const void* v,
+                     const int32_t* lengths, bool causal, uint64_t sd, void* scores, void* probs,
+                     void* ctx_m) const {
+    const int64_t L = len;
+    LS_TRY(gemm(false, true, L, lk, dh, q, dh, L * dh, kk, dh, lk * dh, scores, L * lk, BH));
+    LS_TRY(attn_softmax_fwd(dtype, scores, lengths, probs, {batch, heads, L, lk}, scale, causal,
+                            sd, attn_dropout, stream));
+    LS_TRY(gemm(false, false, L, dh, lk, probs, lk, L * lk, v, dh, lk * dh, ctx, L * dh, BH));
+    return merge_heads(dtype, ctx, ctx_m, heads_shape(1, L), stream);
+  }
+  // Its backward from d_ctx [B*heads, len, dh] to dq, dk, dv:
+  // ctx = P V: dP = dctx V^T, dV = P^T dctx; scores = Q K^T: dQ = dS K, dK = dS^T Q.
+  cudaError_t attend_bwd(int64_t lk, const void* q, const void* kk, const void* v,
+                         const int32_t* lengths, bool causal, uint64_t sd, const void* scores,
+                         const void* probs, void* dq, void* dk, void* dv) const {
+    const int64_t L = len;
+    LS_TRY(gemm(false, true, L, lk, dh, d_ctx, dh, L * dh, v, dh, lk * dh, d_probs, L * lk, BH));
+    LS_TRY(gemm(true, false, lk, dh, L, probs, lk, L * lk, d_ctx, dh, L * dh, dv, lk * dh, BH));
+    LS_TRY(attn_softmax_bwd(dtype, d_probs, scores, lengths, d_scores, {batch, heads, L, lk},
+                            scale, causal, sd, attn_dropout, stream));
+    LS_TRY(gemm(false, false, L, dh, lk, d_scores, lk, L * lk, kk, dh, lk * dh, dq, L * dh, BH));
+    return gemm(true, false, lk, dh, L, d_scores, lk, L * lk, q, dh, L * dh, dk, lk * dh, BH);
+  }
+  // Closing a block: pre-LN out = residual + drop(raw + bias); post-LN
+  // pre = that, out = LN(pre).
+  cudaError_t close(const void* raw, const void* bias, const void* residual, uint64_t sd,
+                    void* pre, void* out, const void* g, const void* b, float* m,
+                    float* r) const {
+    if (pre_ln)
+      return bias_dropout_residual_fwd(dtype, raw, bias, residual, out, T, H, sd, hidden_dropout,
+                                       stream);
+    LS_TRY(bias_dropout_residual_fwd(dtype, raw, bias, residual, pre, T, H, sd, hidden_dropout,
+                                     stream));
+    return ln_fwd(pre, g, b, out, m, r);
+  }
+  // Backward of close() down to d(raw) and dbias; *d_pre: the gradient at
+  // the residual sum (d_out itself for pre-LN, tmp for post-LN).
+  cudaError_t close_bwd(const void* d_out, const void* pre, const float* m, const float* r,
+                        const void* g, void* dg, void* db, uint64_t sd, void* d_raw, void* dbias,
+                        const void** d_pre) const {
+    *d_pre = d_out;
+    if (!pre_ln) {
+      LS_TRY(layer_norm_bwd(dtype, d_out, pre, m, r, g, tmp, dg, db, kernel_ws, T, hidden(),
+                            stream));
+      *d_pre = tmp;
+    }
+    return bias_dropout_residual_bwd(dtype, *d_pre, d_raw, dbias, kernel_ws, T, H, sd,
+                                     hidden_dropout, stream);
+  }
+  // Gradient into a block's input from d(its GEMM input) d_in: pre-LN adds
+  // LN'(d_in) to the residual path d_res; post-LN adds d_in to d_res.
+  cudaError_t into_input(const void* d_in, const void* input, const float* m, const float* r,
+                         const void* g, void* dg, void* db, const void* d_res, void* out) const {
+    if (!pre_ln) return add(d_in, d_res, out);
+    LS_TRY(layer_norm_bwd(dtype, d_in, input, m, r, g, ln_dx, dg, db, kernel_ws, T, hidden(),
+                          stream));
+    return add(ln_dx, d_res, out);
+  }
+};
+
+}  // namespace layers
+}  // namespace lightseq
