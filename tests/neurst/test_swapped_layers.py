@@ -1,7 +1,8 @@
 """The swapped NeurST stacks against NeurST's own (built under swaps.native()),
 with the same weights: variable names, outputs and gradients, incremental
-decoding (dynamic and static cache, beam reorder), the criterion, fallbacks
-and bad input. The reference is NeurST's real code, run on TF 2.21 through
+decoding (dynamic and static cache, beam reorder; the layer tests on both of
+our layers' paths: whole-layer and decoding-step ops, and composed), the
+criterion, fallbacks and bad input. The reference is NeurST's real code, run on TF 2.21 through
 our compat mappings."""
 import contextlib
 
@@ -64,6 +65,7 @@ def test_accelerated_layers_are_ours_with_neurst_names():
     assert native == ours and len(native) == 2 * 12 + 2 * 20 + 2 * 2
 
 
+@pytest.mark.usefixtures("both_layer_paths")
 @pytest.mark.parametrize("post_normalize", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_nonapprox"])
 def test_forward_and_gradients_match_neurst(post_normalize, activation):
@@ -81,6 +83,7 @@ def test_forward_and_gradients_match_neurst(post_normalize, activation):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=TOL, atol=TOL)
 
 
+@pytest.mark.usefixtures("both_layer_paths")
 def test_beam_search_style_decoding_matches_neurst():
     """NeurST's incremental protocol (its TransformerDecoder.call with
     decoding_states): step by step with a tiled, beam-reordered cache."""
@@ -103,6 +106,7 @@ def test_beam_search_style_decoding_matches_neurst():
     np.testing.assert_allclose(outs[1].numpy(), full.numpy(), rtol=TOL, atol=TOL)
 
 
+@pytest.mark.usefixtures("both_layer_paths")
 def test_static_cache_decoding_matches_neurst():
     native, ours, x, y = pair()
     outs = []
