@@ -146,7 +146,6 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
                     % name))
         with tf.control_dependencies(checks):
             seed = _keras.draw_seed()
-            x = tf.identity(x)  # the checks run before the step op too (it takes no seed)
         if past is None and memory is not None and self._use_whole_layer_op():
             memory = tf.cast(memory, self.compute_dtype)
             _check_memory_batch(memory.shape[0], x)
@@ -157,22 +156,19 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
         mem_cache = None if cache is None else cache.get("memory")
         if mem_cache is None:
             mem_cache = self.memorize_memory(memory)["memory"]
-        mem_keys = mem_cache["keys"]  # [B, S, heads, d]
-        if memory_lengths is None and memory_mask is None:
-            mem_lengths = tf.fill(tf.shape(mem_keys)[:1], tf.shape(mem_keys)[1])
-        else:
-            mem_lengths = tr.lengths_of(mem_keys, memory_lengths, memory_mask)
-        _check_memory_batch(mem_keys.shape[0], x)
-        mem_k, mem_v = _from_cache(mem_cache["keys"]), _from_cache(mem_cache["values"])
-
-        if past is None:
-            return _keras.by_training(training, lambda train: self._forward(
-                x, mem_k, mem_v, mem_lengths, None, seed, train))
-        # Incremental decoding: inference (dropout only if training=True is
+        mem_lengths = tr.lengths_of(mem_cache["keys"], memory_lengths, memory_mask)
+        _check_memory_batch(mem_cache["keys"].shape[0], x)  # keys [B, S, heads, d]
+        # Incremental decoding is inference (dropout only if training=True is
         # passed, which the composed path serves).
-        if training is not True and self._use_whole_layer_op():
+        if past is not None and training is not True and self._use_whole_layer_op():
+            with tf.control_dependencies(checks):  # the step op takes no seed to hang them on
+                x = tf.identity(x)
             y, new_past = self._step_op(x, mem_cache, mem_lengths, past, decode_loop_step)
         else:
+            mem_k, mem_v = _from_cache(mem_cache["keys"]), _from_cache(mem_cache["values"])
+            if past is None:
+                return _keras.by_training(training, lambda train: self._forward(
+                    x, mem_k, mem_v, mem_lengths, None, seed, train))
             y, new_past = self._forward(x, mem_k, mem_v, mem_lengths, past, seed,
                                         training is True, decode_loop_step)
         cache["self_attention"] = new_past

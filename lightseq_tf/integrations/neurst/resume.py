@@ -50,9 +50,8 @@ def _steps_in(directory, prefix):
 def resume_step(model_dir):
     """The step of the checkpoint NeurST will restore from model_dir, or 0."""
     from neurst.utils import compat
-    if not model_dir or tf.train.latest_checkpoint(model_dir) is None:
-        return 0
-    return compat.hack_global_step(model_dir) or 0
+    latest = tf.train.latest_checkpoint(model_dir) if model_dir else None
+    return (compat.hack_global_step(latest) or 0) if latest else 0
 
 
 def patch_checkpoint_callback(module):
