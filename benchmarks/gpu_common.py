@@ -89,6 +89,71 @@ def rotating(make, nbytes_per_set):
     return next_set
 
 
+def layer_gemm_floor(t, b, length, h, ff, heads, cross=False, dtype=torch.float16):
+    """Device time of every GEMM of one layer's fwd+bwd run back to back (the
+    DESIGN.md GEMM-only floor: forward, data-gradient and weight-gradient
+    product of each projection, and the attention's batched products),
+    replayed from a CUDA graph: PyTorch spends ~35 us of host time per small
+    batched matmul against ~6 us on the device, so timing them as called
+    measures its dispatcher (0.45 ms instead of 0.10 ms for the decoder's
+    twelve attention products), not the floor."""
+    d = h // heads
+    shapes = [(t, h, 3 * h), (t, h, h), (t, h, ff), (t, ff, h)]
+    if cross:  # query projection, memory key/value projection, output projection
+        shapes += [(t, h, h), (t, h, 2 * h), (t, h, h)]
+    mats = [tuple(torch.randn(*s, dtype=dtype, device="cuda") for s in ((m, k), (k, n), (m, n)))
+            for m, k, n in shapes]
+    q = torch.randn(b * heads, length, d, dtype=dtype, device="cuda")
+    kt = torch.randn(b * heads, d, length, dtype=dtype, device="cuda")
+    pr = torch.randn(b * heads, length, length, dtype=dtype, device="cuda")
+
+    def run():
+        for a, w, g in mats:
+            a @ w
+            g @ w.t()
+            a.t() @ g
+        for _ in range(2 if cross else 1):
+            q @ kt                   # scores
+            pr @ q                   # context
+            pr @ q                   # dP = dctx V^T (same shape class)
+            pr.transpose(1, 2) @ q   # dV
+            pr @ q                   # dQ
+            pr.transpose(1, 2) @ q   # dK
+    return graph_ms(run, iters=20, inner=3)
+
+
+def layer_row(name, shape, tokens, ours, eager, floor_ms, ours_saved_bytes, torch_forward):
+    """One whole-layer benchmark row: ours as called (CUDA events around
+    back-to-back calls) and in device time (graph replay), PyTorch eager and
+    eager + SDPA as called (`eager(sdpa)` runs fwd+bwd), their ratios, the
+    ratio to the GEMM floor (conservatively: ours as called over the floor's
+    device time, and device time over device time), and the activation
+    memory each keeps for the backward (torch: allocated growth across
+    `torch_forward()` with autograd recording)."""
+    ours_ms = median_ms(ours, iters=20, inner=3)
+    ours_graph = graph_ms(ours, iters=20, inner=3)
+    eager_ms = median_ms(lambda: eager(False), iters=20, inner=3)
+    sdpa_ms = median_ms(lambda: eager(True), iters=20, inner=3)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    out = torch_forward()
+    torch.cuda.synchronize()
+    torch_saved = torch.cuda.memory_allocated() - base
+    del out
+    return {"name": name, "dtype": "float16", "shape": list(shape), "tokens": tokens,
+            "ours_ms": ours_ms, "ours_graph_ms": ours_graph, "torch_ms": eager_ms,
+            "torch_sdpa_ms": sdpa_ms, "gemm_floor_ms": floor_ms,
+            "speedup_vs_torch": eager_ms / ours_ms, "speedup_vs_sdpa": sdpa_ms / ours_ms,
+            "x_gemm_floor": ours_ms / floor_ms, "x_gemm_floor_device": ours_graph / floor_ms,
+            "ours_saved_MB": ours_saved_bytes / 2**20, "torch_saved_MB": torch_saved / 2**20,
+            "device": device_name()}
+
+
+LAYER_COLUMNS = ["name", "tokens", "ours_ms", "ours_graph_ms", "torch_ms", "torch_sdpa_ms",
+                 "gemm_floor_ms", "speedup_vs_torch", "speedup_vs_sdpa", "x_gemm_floor",
+                 "x_gemm_floor_device", "ours_saved_MB", "torch_saved_MB"]
+
+
 def copy_bandwidth():
     """Device-to-device copy rate in bytes/s, counting bytes read plus written."""
     n = 1 << 30

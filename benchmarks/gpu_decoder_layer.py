@@ -53,32 +53,6 @@ def torch_layer(p, x, memory, heads, sdpa):
     return x + F.dropout(f @ p["ffn2_kernel"] + p["ffn2_bias"], P)
 
 
-def gemm_floor(t, b, length, h, ff, heads):
-    """The layer's GEMMs alone (forward and both backward products)."""
-    d = h // heads
-    mats = [(torch.randn(m, k, dtype=DT, device="cuda"), torch.randn(k, n, dtype=DT, device="cuda"),
-             torch.randn(m, n, dtype=DT, device="cuda"))
-            for m, k, n in [(t, h, 3 * h), (t, h, h), (t, h, h), (t, h, 2 * h), (t, h, h),
-                            (t, h, ff), (t, ff, h)]]
-    q = torch.randn(b * heads, length, d, dtype=DT, device="cuda")
-    kt = torch.randn(b * heads, d, length, dtype=DT, device="cuda")
-    pr = torch.randn(b * heads, length, length, dtype=DT, device="cuda")
-
-    def run():
-        for a, w, g in mats:
-            a @ w
-            g @ w.t()
-            a.t() @ g
-        for _ in range(2):  # self and cross attention
-            q @ kt
-            pr @ q
-            pr @ q
-            pr.transpose(1, 2) @ q
-            pr @ q
-            pr.transpose(1, 2) @ q
-    return gc.median_ms(run, iters=20, inner=3)
-
-
 def run_case(name, b, length, h, heads, ff, profile):
     t = b * length
     p = lt.make_decoder_params(h, ff, DT)
@@ -102,31 +76,17 @@ def run_case(name, b, length, h, heads, ff, profile):
 
     if profile:
         gc.kernel_breakdown(ours, f"decoder {name} {t} tokens")
-    ours_ms = gc.median_ms(ours, iters=20, inner=3)
-    eager_ms = gc.median_ms(eager, iters=20, inner=3)
-    sdpa_ms = gc.median_ms(lambda: eager(True), iters=20, inner=3)
-    floor_ms = gemm_floor(t, b, length, h, ff, heads)
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    out = torch_layer(tp, xt, mt, heads, False)
-    torch.cuda.synchronize()
-    torch_saved = torch.cuda.memory_allocated() - base
-    del out
-    return {"name": f"decoder_{name}_fwd_bwd", "dtype": "float16",
-            "shape": [b, length, h, heads, ff], "tokens": t, "ours_ms": ours_ms,
-            "torch_ms": eager_ms, "torch_sdpa_ms": sdpa_ms, "gemm_floor_ms": floor_ms,
-            "speedup_vs_torch": eager_ms / ours_ms, "speedup_vs_sdpa": sdpa_ms / ours_ms,
-            "x_gemm_floor": ours_ms / floor_ms, "ours_saved_MB": layer.saved.numel() / 2**20,
-            "torch_saved_MB": torch_saved / 2**20, "device": gc.device_name()}
+    floor_ms = gc.layer_gemm_floor(t, b, length, h, ff, heads, cross=True)
+    return gc.layer_row(f"decoder_{name}_fwd_bwd", (b, length, h, heads, ff), t, ours, eager,
+                        floor_ms, layer.saved.numel() * layer.saved.element_size(),
+                        lambda: torch_layer(tp, xt, mt, heads, False))
 
 
 def main():
     args = gc.bench_args()
     rows = [run_case(*c, args.profile) for c in CASES]
     print(f"# {gc.device_name()}")
-    print(gc.table(rows, ["name", "tokens", "ours_ms", "torch_ms", "torch_sdpa_ms", "gemm_floor_ms",
-                          "speedup_vs_torch", "speedup_vs_sdpa", "x_gemm_floor", "ours_saved_MB",
-                          "torch_saved_MB"]))
+    print(gc.table(rows, gc.LAYER_COLUMNS))
     gc.save(rows, "gpu_decoder_layer", args.out)
     gc.chart(rows, "gpu_decoder_layer", args.out, "decoder layer fwd+bwd fp16, " + gc.device_name())
 

@@ -25,10 +25,25 @@ else
   echo "build_harness: no cublas_v2.h under $cuda_home/include: building without cuda/layers"
 fi
 ext="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+# One object per source, compiled in parallel (JOBS, default: every core),
+# then linked: one nvcc over all sources compiles them one after another.
+objs="$out/obj"
+rm -rf "$objs" && mkdir -p "$objs"
+sources=(cuda/harness/*.cc cuda/kernels/*.cu)
+libs=()
+for a in "${layers[@]}"; do
+  case "$a" in
+    *.cc) sources+=("$a") ;;
+    -l*) libs+=("$a") ;;
+  esac
+done
+defines=()
+for a in "${layers[@]}"; do case "$a" in -D*|-I*) defines+=("$a") ;; esac; done
 # shellcheck disable=SC2046
-# shellcheck disable=SC2086
-"$nvcc_bin" -O3 -std=c++17 ${NVCC_FLAGS:-} "${gencode[@]}" -shared -Xcompiler -fPIC \
-  -Icuda/include $("$py" -m pybind11 --includes) \
-  cuda/harness/*.cc cuda/kernels/*.cu "${layers[@]}" \
-  -o "$out/lightseq_cuda$ext"
+flags=(-O3 -std=c++17 ${NVCC_FLAGS:-} "${gencode[@]}" -Xcompiler -fPIC -Icuda/include
+       $("$py" -m pybind11 --includes) "${defines[@]}")
+printf '%s\n' "${sources[@]}" | xargs -P "${JOBS:-$(nproc)}" -I{} sh -c \
+  'f="$1"; shift; o="$0/$(echo "$f" | tr / _).o"; "$@" -c "$f" -o "$o" || exit 255' \
+  "$objs" {} "$nvcc_bin" "${flags[@]}" || { echo "build_harness: compile failed"; exit 1; }
+"$nvcc_bin" "${gencode[@]}" -shared "$objs"/*.o "${libs[@]}" -o "$out/lightseq_cuda$ext"
 echo "built $out/lightseq_cuda$ext"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The one command for the GPU test machine (no TensorFlow there): build the
 # harness for sm_90, run tests/gpu, run them again under compute-sanitizer
-# memcheck, racecheck and (per file) initcheck, run the GPU benchmarks; the log and benchmarks.tar
-# (JSON + PNG records, for benchmarks/results/) go to $OUT.
-#   OUT=/some/dir build_tools/device_check.sh [--bench-only|--no-bench]
+# memcheck, racecheck, synccheck and initcheck, run the GPU benchmarks; the
+# log and benchmarks.tar (JSON + PNG records, for benchmarks/results/) go to
+# $OUT. The machine's per-command limit is 10 minutes, so the steps can be
+# chosen: STEPS (default: all of them) and BENCH (benchmark scripts, default
+# every benchmarks/gpu_*.py).
+#   OUT=/some/dir [STEPS="tests memcheck"] [BENCH="gpu_decoder_layer"] build_tools/device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-build/device_out}"
@@ -22,33 +25,39 @@ step() {  # step NAME CMD... : run, tee into the log, remember failure
   return "$rc"
 }
 
-mode="${1:-all}"
+steps=" ${STEPS:-tests memcheck racecheck synccheck initcheck bench} "
+want() { [[ "$steps" == *" $1 "* ]]; }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nvcc --version | tail -1;
   python3 -c 'import torch; print("torch", torch.__version__)'; } 2>&1 | tee -a "$log"
 
 step build build_tools/build_harness.sh build/harness || { echo "build failed"; exit 1; }
-if [ "$mode" != "--bench-only" ]; then
-  step tests python3 -m pytest tests/gpu -q -p no:cacheprovider
-  step memcheck compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
-    python3 -m pytest tests/gpu -q -p no:cacheprovider -x
-  # racecheck instruments our kernels only (names contain "lightseq"): PyTorch's
-  # own float64 reduction kernel, used by the references, reports hazards
-  # of its warp-synchronous shared-memory code that are not ours to fix.
-  # The whole-layer tests are left out of racecheck: racecheck stops with an
-  # "Internal Sanitizer Error ... hardware exception" inside cuBLAS's sm90
-  # half-precision GEMMs (fp32 layer tests pass it); every kernel of ours
-  # that the layers call is racechecked by its own tests, and memcheck runs
-  # the layer tests in full.
-  step racecheck compute-sanitizer --tool racecheck --kernel-name kns=lightseq \
-    --error-exitcode 3 --print-limit 20 python3 -m pytest tests/gpu -q -p no:cacheprovider -x \
-    --ignore=tests/gpu/test_encoder_layer.py
-  step initcheck build_tools/initcheck_per_file.sh 240
-fi
-if [ "$mode" != "--no-bench" ]; then
+want tests && step tests python3 -m pytest tests/gpu -q -p no:cacheprovider
+want memcheck && step memcheck compute-sanitizer --tool memcheck --error-exitcode 3 \
+  --print-limit 20 python3 -m pytest tests/gpu -q -p no:cacheprovider -x
+# racecheck and synccheck instrument our kernels only (names contain
+# "lightseq"): PyTorch's own float64 reduction kernel, used by the references,
+# reports hazards of its warp-synchronous shared-memory code that are not ours
+# to fix. racecheck stops with an "Internal Sanitizer Error ... hardware
+# exception" inside cuBLAS's sm90 half-precision GEMMs, so the whole-layer
+# files run their float32 cases (and their kernel / rejection cases) under
+# it; every kernel the layers call is racechecked in every dtype by its own
+# tests, and memcheck runs the layer tests in full.
+layer_files=(tests/gpu/test_encoder_layer.py tests/gpu/test_decoder_layer.py
+             tests/gpu/test_decoder_step.py)
+want racecheck && step racecheck compute-sanitizer --tool racecheck --kernel-name kns=lightseq \
+  --error-exitcode 3 --print-limit 20 python3 -m pytest tests/gpu -q -p no:cacheprovider -x \
+  "${layer_files[@]/#/--ignore=}" --ignore=tests/gpu/test_device_memory.py
+want racecheck && step racecheck_layers compute-sanitizer --tool racecheck \
+  --kernel-name kns=lightseq --error-exitcode 3 --print-limit 20 python3 -m pytest \
+  "${layer_files[@]}" -q -p no:cacheprovider -x -k "float32 or kernel or reject or empty"
+want synccheck && step synccheck compute-sanitizer --tool synccheck --kernel-name kns=lightseq \
+  --error-exitcode 3 --print-limit 20 python3 -m pytest tests/gpu -q -p no:cacheprovider -x
+want initcheck && step initcheck env JOBS=6 build_tools/initcheck_per_file.sh 420
+if want bench; then
   mkdir -p "$OUT/bench"
-  for b in benchmarks/gpu_*.py; do
-    [ "$(basename "$b")" = gpu_common.py ] && continue
-    step "bench $(basename "$b")" python3 "$b" --out "$OUT/bench"
+  for b in ${BENCH:-$(cd benchmarks && ls gpu_*.py | sed 's/\.py$//')}; do
+    [ "$b" = gpu_common ] && continue
+    step "bench $b" python3 "benchmarks/$b.py" --out "$OUT/bench"
   done
   # One file back for all JSON + PNG records (the device tool returns <= 8 files).
   tar -C "$OUT/bench" -cf "$OUT/benchmarks.tar" . && rm -rf "$OUT/bench"

@@ -54,19 +54,20 @@ PYBIND11_MODULE(lightseq_cuda, m) {
   m.def(
       "layer_norm_bwd",
       [](int dtype, std::uintptr_t dy, std::uintptr_t x, std::uintptr_t mean,
-         std::uintptr_t rstd, std::uintptr_t gamma, std::uintptr_t dx,
+         std::uintptr_t rstd, std::uintptr_t gamma, std::uintptr_t dx, std::uintptr_t dx_add,
          std::uintptr_t dgamma, std::uintptr_t dbeta, std::uintptr_t workspace,
          int64_t rows, int hidden, std::uintptr_t stream) {
         check(lightseq::layer_norm_bwd(
                   to_dtype(dtype), ptr<const void*>(dy), ptr<const void*>(x),
                   ptr<const float*>(mean), ptr<const float*>(rstd),
-                  ptr<const void*>(gamma), ptr<void*>(dx), ptr<void*>(dgamma),
+                  ptr<const void*>(gamma), ptr<void*>(dx), ptr<const void*>(dx_add),
+                  ptr<void*>(dgamma),
                   ptr<void*>(dbeta), ptr<void*>(workspace), rows, hidden,
                   ptr<cudaStream_t>(stream)),
               "layer_norm_bwd");
       },
       py::arg("dtype"), py::arg("dy"), py::arg("x"), py::arg("mean"),
-      py::arg("rstd"), py::arg("gamma"), py::arg("dx"), py::arg("dgamma"),
+      py::arg("rstd"), py::arg("gamma"), py::arg("dx"), py::arg("dx_add"), py::arg("dgamma"),
       py::arg("dbeta"), py::arg("workspace"), py::arg("rows"), py::arg("hidden"),
       py::arg("stream"));
 

@@ -119,7 +119,7 @@ __global__ void fused_dropout_bwd_kernel(const T* __restrict__ dy, const T* __re
         o[k] = v;
         acc[k] += v;
       }
-      store_vec<T, VEC>(dx + e0, o);
+      if (dx) store_vec<T, VEC>(dx + e0, o);  // null: dbias only (uniform)
     }
   };
   if (active) {
@@ -187,7 +187,8 @@ cudaError_t fused_dropout_fwd(const T* x, const T* bias, const T* residual, T* y
 }
 
 // dx = d(dropout(act(x + bias)))/dx * dy; dbias = column sums of dx when
-// dbias is non-null (workspace: bias_grad_workspace_bytes).
+// dbias is non-null (workspace: bias_grad_workspace_bytes). dx may be null
+// when only dbias is wanted (the dx pass then reads and never writes).
 template <typename T, class Act>
 cudaError_t fused_dropout_bwd(const T* dy, const T* x, const T* bias, T* dx, T* dbias,
                               void* workspace, int64_t rows, int64_t hidden, DropoutArgs d,

@@ -153,7 +153,7 @@ template <typename T, int VEC, int SLOTS, bool WARP_ROWS>
 __global__ void __launch_bounds__(launch_bound<VEC, SLOTS>())
 ln_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
               const float* __restrict__ mean, const float* __restrict__ rstd,
-              const T* __restrict__ gamma, T* __restrict__ dx,
+              const T* __restrict__ gamma, T* dx, const T* dx_add,
               float* __restrict__ part_g, float* __restrict__ part_b,
               int64_t rows, int hidden) {
   __shared__ float2 red[32];
@@ -236,6 +236,12 @@ ln_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x,
         for (int k = 0; k < VEC; ++k) {
           const float xh = (to_float<T>(xv[s].v[k]) - m) * r;
           o[k] = r * (__fmul_rn(to_float<T>(dv[s].v[k]), g[k]) - c1 - xh * c2);
+        }
+        if (dx_add) {  // uniform across the grid
+          float a[VEC];
+          load_vec<T, VEC>(dx_add + row * hidden + i * VEC, a);
+#pragma unroll
+          for (int k = 0; k < VEC; ++k) o[k] += a[k];
         }
         store_vec<T, VEC>(dxr + i * VEC, o);
       }
@@ -323,11 +329,12 @@ cudaError_t fwd_impl(const T* x, const T* gamma, const T* beta, T* y,
 
 template <typename T>
 cudaError_t bwd_impl(const T* dy, const T* x, const float* mean,
-                     const float* rstd, const T* gamma, T* dx, T* dgamma,
-                     T* dbeta, void* workspace, int64_t rows, int hidden,
+                     const float* rstd, const T* gamma, T* dx, const T* dx_add,
+                     T* dgamma, T* dbeta, void* workspace, int64_t rows, int hidden,
                      cudaStream_t stream) {
   const bool aligned = detail::is_aligned(x, 16) && detail::is_aligned(dy, 16) &&
-                       detail::is_aligned(dx, 16) && detail::is_aligned(gamma, 16);
+                       detail::is_aligned(dx, 16) && detail::is_aligned(gamma, 16) &&
+                       detail::is_aligned(dx_add, 16);
   const Plan p = make_plan(hidden, sizeof(T), aligned);
   float* part_g = static_cast<float*>(workspace);
   int64_t parts = 0;
@@ -342,13 +349,13 @@ cudaError_t bwd_impl(const T* dy, const T* x, const float* mean,
       if (p.rpb > 1) {
         if constexpr (S <= kWarpRowVecs / 32) {
           ln_bwd_kernel<T, V, S, true><<<grid, block, smem, stream>>>(
-              dy, x, mean, rstd, gamma, dx, part_g, part_b, rows, hidden);
+              dy, x, mean, rstd, gamma, dx, dx_add, part_g, part_b, rows, hidden);
           return cudaGetLastError();
         }
         return cudaErrorInvalidValue;
       }
       ln_bwd_kernel<T, V, S, false><<<grid, block, 0, stream>>>(
-          dy, x, mean, rstd, gamma, dx, part_g, part_b, rows, hidden);
+          dy, x, mean, rstd, gamma, dx, dx_add, part_g, part_b, rows, hidden);
       return cudaGetLastError();
     });
     if (err != cudaSuccess) return err;
@@ -391,14 +398,15 @@ size_t layer_norm_bwd_workspace_bytes(DType dtype, int64_t rows, int hidden) {
 
 cudaError_t layer_norm_bwd(DType dtype, const void* dy, const void* x,
                            const float* mean, const float* rstd,
-                           const void* gamma, void* dx, void* dgamma,
+                           const void* gamma, void* dx, const void* dx_add, void* dgamma,
                            void* dbeta, void* workspace, int64_t rows,
                            int hidden, cudaStream_t stream) {
   if (!valid(rows, hidden)) return cudaErrorInvalidValue;
   return detail::dispatch_dtype(dtype, [&](auto t) {
     using T = decltype(t);
     return bwd_impl(static_cast<const T*>(dy), static_cast<const T*>(x), mean, rstd,
-                    static_cast<const T*>(gamma), static_cast<T*>(dx), static_cast<T*>(dgamma),
+                    static_cast<const T*>(gamma), static_cast<T*>(dx),
+                    static_cast<const T*>(dx_add), static_cast<T*>(dgamma),
                     static_cast<T*>(dbeta), workspace, rows, hidden, stream);
   });
 }

@@ -72,15 +72,8 @@ Plan make_plan(DType dtype, const DecoderLayerConfig& c, void* saved, void* work
                const Gemm& gemm, cudaStream_t stream) {
   const DecoderDims d = decoder_dims(dtype, c);
   Arena sa(saved), wa(workspace);
-  const int64_t dh = c.hidden / c.heads;
   const Scratch k = carve_scratch(wa, dtype, d);
-  const layers::LayerBlocks blocks{
-      dtype,     RowGemm{gemm, dtype}, stream,  c.batch,   c.heads,
-      c.tgt_len, d.T,                  d.H,     dh,        c.batch * c.heads,
-      d.es,      c.pre_ln,             c.attn_dropout, c.hidden_dropout, c.epsilon,
-      1.f / sqrtf(static_cast<float>(dh)),
-      k.ctx,     k.d_ctx,              k.d_probs, k.d_scores, k.tmp,
-      k.d_att,   k.zeros,              k.kernel_ws};
+  const layers::LayerBlocks blocks = layers::blocks_of(dtype, c, c.tgt_len, k, gemm, stream);
   return Plan{blocks, d, carve_decoder_saved(sa, d, c.pre_ln), k};
 }
 
@@ -192,16 +185,14 @@ cudaError_t decoder_layer_bwd(DType dtype, const DecoderLayerConfig& c,
                       p.part(k.dkv, M, 1)));
   // Memory side: dK, dV merged to [M, 2H]; dbias (column sums), dkernel, dmemory.
   LS_TRY(merge_heads(dtype, k.dkv, k.dkv_raw, p.heads_shape(2, c.mem_len), stream));
-  LS_TRY(bias_dropout_residual_bwd(dtype, k.dkv_raw, k.dkv, g.kv_bias, k.kernel_ws, M, 2 * d.H,
-                                   0, 0.f, stream));
+  LS_TRY(p.bias_grad(k.dkv_raw, g.kv_bias, M, 2 * d.H));
   LS_TRY(p.gemm(true, false, d.H, 2 * d.H, M, memory, d.H, 0, k.dkv_raw, 2 * d.H, 0, g.kv_kernel,
                 0));
   LS_TRY(p.gemm(false, true, M, d.H, 2 * d.H, k.dkv_raw, 2 * d.H, 0, w.kv_kernel, 2 * d.H, 0,
                 dmemory, 0));
   // Query side.
   LS_TRY(merge_heads(dtype, k.dq3, k.dq3_raw, p.heads_shape(1, L), stream));
-  LS_TRY(bias_dropout_residual_bwd(dtype, k.dq3_raw, k.dq3, g.q_bias, k.kernel_ws, T, d.H, 0,
-                                   0.f, stream));
+  LS_TRY(p.bias_grad(k.dq3_raw, g.q_bias, T, d.H));
   const void* in2 = c.pre_ln ? s.in2 : s.x1;
   LS_TRY(p.gemm(true, false, d.H, d.H, T, in2, d.H, 0, k.dq3_raw, d.H, 0, g.q_kernel, 0));
   LS_TRY(p.gemm(false, true, T, d.H, d.H, k.dq3_raw, d.H, 0, w.q_kernel, d.H, 0, k.d_in, 0));
@@ -218,8 +209,7 @@ cudaError_t decoder_layer_bwd(DType dtype, const DecoderLayerConfig& c,
                       true, seed + 0, s.s_scores, s.s_probs, p.part(k.dq3, T, 0),
                       p.part(k.dq3, T, 1), p.part(k.dq3, T, 2)));
   LS_TRY(merge_heads(dtype, k.dq3, k.dq3_raw, p.heads_shape(3, L), stream));
-  LS_TRY(bias_dropout_residual_bwd(dtype, k.dq3_raw, k.dq3, g.qkv_bias, k.kernel_ws, T, 3 * d.H,
-                                   0, 0.f, stream));
+  LS_TRY(p.bias_grad(k.dq3_raw, g.qkv_bias, T, 3 * d.H));
   const void* in1 = c.pre_ln ? s.in1 : x;
   LS_TRY(p.gemm(true, false, d.H, 3 * d.H, T, in1, d.H, 0, k.dq3_raw, 3 * d.H, 0, g.qkv_kernel,
                 0));

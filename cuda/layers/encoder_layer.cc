@@ -68,15 +68,8 @@ Plan make_plan(DType dtype, const EncoderLayerConfig& c, void* saved, void* work
                const Gemm& gemm, cudaStream_t stream) {
   const Dims d = encoder_dims(dtype, c);
   Arena sa(saved), wa(workspace);
-  const int64_t dh = c.hidden / c.heads;
   const Scratch k = carve_scratch(wa, dtype, d);
-  const layers::LayerBlocks blocks{
-      dtype,     RowGemm{gemm, dtype}, stream,  c.batch,   c.heads,
-      c.seq_len, d.T,                  d.H,     dh,        c.batch * c.heads,
-      d.es,      c.pre_ln,             c.attn_dropout, c.hidden_dropout, c.epsilon,
-      1.f / sqrtf(static_cast<float>(dh)),
-      k.ctx,     k.d_ctx,              k.d_probs, k.d_scores, k.tmp,
-      k.d_att,   k.zeros,              k.kernel_ws};
+  const layers::LayerBlocks blocks = layers::blocks_of(dtype, c, c.seq_len, k, gemm, stream);
   return Plan{blocks, d, carve_encoder_saved(sa, d, c.pre_ln), k};
 }
 
@@ -167,10 +160,7 @@ cudaError_t encoder_layer_bwd(DType dtype, const EncoderLayerConfig& c,
                       false, seed + 0, s.scores, s.probs, p.part(k.dqkv, T, 0),
                       p.part(k.dqkv, T, 1), p.part(k.dqkv, T, 2)));
   LS_TRY(merge_heads(dtype, k.dqkv, k.dqkv_raw, p.heads_shape(3, L), stream));
-  // dbias of the QKV projection: column sums (the residual kernel's backward
-  // at rate 0; its copy of the input lands in dqkv, which is consumed).
-  LS_TRY(bias_dropout_residual_bwd(dtype, k.dqkv_raw, k.dqkv, g.qkv_bias, k.kernel_ws, T, 3 * H,
-                                   0, 0.f, stream));
+  LS_TRY(p.bias_grad(k.dqkv_raw, g.qkv_bias, T, 3 * H));
   const void* a_in = c.pre_ln ? s.a_in : x;
   LS_TRY(p.gemm(true, false, H, 3 * H, T, a_in, H, 0, k.dqkv_raw, 3 * H, 0, g.qkv_kernel, 0));
   LS_TRY(p.gemm(false, true, T, H, 3 * H, k.dqkv_raw, 3 * H, 0, w.qkv_kernel, 3 * H, 0, k.d_ain,

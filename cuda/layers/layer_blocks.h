@@ -6,6 +6,7 @@
 // backward step by step.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -31,11 +32,10 @@ struct LayerBlocks {
   float attn_dropout, hidden_dropout, epsilon, scale;
   // Scratch from the layer's workspace: the attention context [B*heads, len,
   // dh]; the backward's d_ctx (same shape, filled by the caller), d_probs /
-  // d_scores (one attention's scores), two [T, H] temporaries (tmp: the
-  // post-LN closing's input gradient; ln_dx: a block input's LayerNorm
-  // gradient), zeros (>= 3H elements, zeroed by the backward's caller) and
-  // the kernels' backward workspace.
-  void *ctx, *d_ctx, *d_probs, *d_scores, *tmp, *ln_dx, *zeros, *kernel_ws;
+  // d_scores (one attention's scores), a [T, H] temporary (the post-LN
+  // closing's input gradient), zeros (>= 3H elements, zeroed by the
+  // backward's caller) and the kernels' backward workspace.
+  void *ctx, *d_ctx, *d_probs, *d_scores, *tmp, *zeros, *kernel_ws;
 
   int hidden() const { return static_cast<int>(H); }
   HeadsShape heads_shape(int64_t splits, int64_t l) const {
@@ -50,6 +50,12 @@ struct LayerBlocks {
   // a + b through the residual kernel (zero bias, no dropout).
   cudaError_t add(const void* a, const void* b, void* out) const {
     return bias_dropout_residual_fwd(dtype, a, zeros, b, out, T, H, 0, 0.f, stream);
+  }
+  // A projection's dbias: the column sums of its output gradient d [rows,
+  // cols] (the residual kernel's backward at rate 0, writing no copy of d).
+  cudaError_t bias_grad(const void* d, void* dbias, int64_t rows, int64_t cols) const {
+    return bias_dropout_residual_bwd(dtype, d, nullptr, dbias, kernel_ws, rows, cols, 0, 0.f,
+                                     stream);
   }
   cudaError_t ln_fwd(const void* x, const void* g, const void* b, void* y, float* m,
                      float* r) const {
@@ -100,7 +106,8 @@ struct LayerBlocks {
                         const void** d_pre) const {
     *d_pre = d_out;
     if (!pre_ln) {
-      LS_TRY(layer_norm_bwd(dtype, d_out, pre, m, r, g, tmp, dg, db, kernel_ws, T, hidden(),
+      LS_TRY(layer_norm_bwd(dtype, d_out, pre, m, r, g, tmp, nullptr, dg, db, kernel_ws, T,
+                            hidden(),
                             stream));
       *d_pre = tmp;
     }
@@ -108,15 +115,32 @@ struct LayerBlocks {
                                      hidden_dropout, stream);
   }
   // Gradient into a block's input from d(its GEMM input) d_in: pre-LN adds
-  // LN'(d_in) to the residual path d_res; post-LN adds d_in to d_res.
+  // LN'(d_in) to the residual path d_res (in the LayerNorm backward's pass);
+  // post-LN adds d_in to d_res.
   cudaError_t into_input(const void* d_in, const void* input, const float* m, const float* r,
                          const void* g, void* dg, void* db, const void* d_res, void* out) const {
     if (!pre_ln) return add(d_in, d_res, out);
-    LS_TRY(layer_norm_bwd(dtype, d_in, input, m, r, g, ln_dx, dg, db, kernel_ws, T, hidden(),
-                          stream));
-    return add(ln_dx, d_res, out);
+    return layer_norm_bwd(dtype, d_in, input, m, r, g, out, d_res, dg, db, kernel_ws, T,
+                          hidden(), stream);
   }
 };
+
+// The blocks of a layer of config `c` (batch, heads, hidden, pre_ln, rates,
+// epsilon) over `len` query positions per sentence, with the attention
+// scratch `k` of its workspace (ctx, d_ctx, d_probs, d_scores, tmp, zeros,
+// kernel_ws).
+template <typename Config, typename Scratch>
+LayerBlocks blocks_of(DType dtype, const Config& c, int64_t len, const Scratch& k,
+                      const Gemm& gemm, cudaStream_t stream) {
+  const int64_t dh = c.hidden / c.heads;
+  return LayerBlocks{dtype, RowGemm{gemm, dtype}, stream,
+                     c.batch, c.heads, len,
+                     c.batch * len, c.hidden, dh, c.batch * c.heads,
+                     static_cast<size_t>(dtype_size(dtype)),
+                     c.pre_ln, c.attn_dropout, c.hidden_dropout, c.epsilon,
+                     1.f / std::sqrt(static_cast<float>(dh)),
+                     k.ctx, k.d_ctx, k.d_probs, k.d_scores, k.tmp, k.zeros, k.kernel_ws};
+}
 
 }  // namespace layers
 }  // namespace lightseq

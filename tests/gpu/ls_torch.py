@@ -42,8 +42,8 @@ def layer_norm_bwd_workspace(x):
     return torch.empty(max(n, 1), dtype=torch.uint8, device=x.device)
 
 
-def layer_norm_bwd(dy, x, mean, rstd, gamma, workspace=None, out=None):
-    """-> (dx, dgamma, dbeta)."""
+def layer_norm_bwd(dy, x, mean, rstd, gamma, workspace=None, out=None, dx_add=None):
+    """-> (dx, dgamma, dbeta); dx_add (optional, x's shape) is added to dx."""
     h = x.shape[-1]
     rows = x.numel() // h
     ws = layer_norm_bwd_workspace(x) if workspace is None else workspace
@@ -51,7 +51,8 @@ def layer_norm_bwd(dy, x, mean, rstd, gamma, workspace=None, out=None):
     dgamma = torch.empty_like(gamma) if out is None else out[1]
     dbeta = torch.empty_like(gamma) if out is None else out[2]
     lc.layer_norm_bwd(DTYPES[x.dtype], dy.data_ptr(), x.data_ptr(), mean.data_ptr(),
-                      rstd.data_ptr(), gamma.data_ptr(), dx.data_ptr(), dgamma.data_ptr(),
+                      rstd.data_ptr(), gamma.data_ptr(), dx.data_ptr(),
+                      0 if dx_add is None else dx_add.data_ptr(), dgamma.data_ptr(),
                       dbeta.data_ptr(), ws.data_ptr(), rows, h, _stream())
     return dx, dgamma, dbeta
 

@@ -76,6 +76,24 @@ def test_bias_dropout_residual_matches_torch(shape, dtype, rate):
     assert rel(y, ry) < tol and rel(dx, rdx) < tol and rel(db, rdb) < tol
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(7, 1023), (64, 1024), (33, 4096)], ids=str)
+@pytest.mark.parametrize("rate", [0.0, 0.25])
+def test_bias_grad_without_dx_is_the_same_dbias(shape, dtype, rate):
+    """dx = null: dbias only (a projection's bias gradient), bit for bit the
+    dbias of the full backward, and nothing written."""
+    dy = rand(shape, dtype)
+    _, want = ls_torch.bias_dropout_residual_bwd(dy, rate, 5)
+    rows, h = dy.numel() // shape[-1], shape[-1]
+    ws = torch.empty(max(1, ls_torch.lc.bias_dropout_residual_bwd_workspace_bytes(
+        ls_torch.DTYPES[dtype], rows, h)), dtype=torch.uint8, device="cuda")
+    db = torch.full((h,), float("nan"), device="cuda").to(dtype)
+    ls_torch.lc.bias_dropout_residual_bwd(ls_torch.DTYPES[dtype], dy.data_ptr(), 0, db.data_ptr(),
+                                          ws.data_ptr(), rows, h, 5, rate, ls_torch._stream())
+    torch.cuda.synchronize()
+    assert torch.equal(db, want)
+
+
 @pytest.mark.parametrize("act", ["relu", "gelu", "gelu_tanh"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)

@@ -72,6 +72,27 @@ def test_forward_backward_match_torch(rows, h, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("rows,h", [(37, 64), (7, 1023), (64, 1024), (3, 16384), (1000, 96)])
+@pytest.mark.parametrize("in_place", [False, True], ids=["dx_add", "dx_add_is_dx"])
+def test_backward_adds_dx_add(rows, h, dtype, in_place):
+    """dx = LN'(dy) + dx_add in one pass (a pre-LN block's residual
+    gradient), also when dx_add is dx's own buffer."""
+    eps = 1e-5
+    x, g, b, dy = make(rows, h, dtype)
+    _, mean, rstd = ls_torch.layer_norm_fwd(x, g, b, eps)
+    add = torch.randn(rows, h, device="cuda").to(dtype)
+    out = add.clone() if in_place else poisoned(torch.empty_like(x))[0]
+    dx, dg, db = ls_torch.layer_norm_bwd(
+        dy, x, mean, rstd, g, out=(out, torch.empty_like(g), torch.empty_like(g)),
+        dx_add=out if in_place else add)
+    torch.cuda.synchronize()
+    _, _, _, rdx, rdg, rdb = reference(x, g, b, dy, eps)
+    tol = TOL[dtype]
+    assert rel(dx, rdx + add.double()) < tol
+    assert rel(dg, rdg) < tol and rel(db, rdb) < tol
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_unaligned_views_take_the_scalar_path(dtype):
     # Offsetting by one element breaks 16-byte alignment: results must not change.
     rows, h, eps = 33, 1024, 1e-6

@@ -21,6 +21,8 @@ cudaError_t bias_dropout_residual_fwd(DType dtype, const void* x, const void* bi
 // Scratch bytes for the backward (float32 partial column sums of dbias).
 size_t bias_dropout_residual_bwd_workspace_bytes(DType dtype, int64_t rows, int64_t hidden);
 
+// dx may be null: dbias only (the gradient of a bias whose input gradient
+// is dy itself, e.g. a projection's bias, without writing a copy of dy).
 cudaError_t bias_dropout_residual_bwd(DType dtype, const void* dy, void* dx, void* dbias,
                                       void* workspace, int64_t rows, int64_t hidden,
                                       uint64_t seed, float rate, cudaStream_t stream);

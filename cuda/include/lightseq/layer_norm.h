@@ -29,9 +29,12 @@ cudaError_t layer_norm_fwd(DType dtype, const void* x, const void* gamma,
 // of dgamma and dbeta); depends only on the problem size.
 size_t layer_norm_bwd_workspace_bytes(DType dtype, int64_t rows, int hidden);
 
+// dx = LN'(dy) + dx_add: dx_add (may be null, may equal dx) is the gradient
+// reaching the LayerNorm's input by another path (a pre-LN block's residual),
+// added in the same pass instead of by a separate kernel.
 cudaError_t layer_norm_bwd(DType dtype, const void* dy, const void* x,
                            const float* mean, const float* rstd,
-                           const void* gamma, void* dx, void* dgamma,
+                           const void* gamma, void* dx, const void* dx_add, void* dgamma,
                            void* dbeta, void* workspace, int64_t rows,
                            int hidden, cudaStream_t stream);
 
