@@ -16,12 +16,15 @@ mkdir -p "$out"
 # toolkit has it; a toolkit without it (e.g. an nvcc-only install) builds the
 # kernels alone, and tests/gpu for the layers then fail by design.
 cuda_home="$(dirname "$(dirname "$(command -v "$nvcc_bin")")")"
-layers=()
+sources=(cuda/harness/*.cc cuda/kernels/*.cu)
+libs=()
+defines=()
 if [ -f "$cuda_home/include/cublas_v2.h" ] || [ -n "${LIGHTSEQ_TF_CUBLAS_INCLUDE:-}" ]; then
-  layers=(cuda/layers/*.cc -lcublas)
-  [ -n "${LIGHTSEQ_TF_CUBLAS_INCLUDE:-}" ] && layers+=(-I"$LIGHTSEQ_TF_CUBLAS_INCLUDE")
+  sources+=(cuda/layers/*.cc)
+  libs=(-lcublas)
+  [ -n "${LIGHTSEQ_TF_CUBLAS_INCLUDE:-}" ] && defines+=(-I"$LIGHTSEQ_TF_CUBLAS_INCLUDE")
 else
-  layers=(-DLIGHTSEQ_NO_CUBLAS)
+  defines=(-DLIGHTSEQ_NO_CUBLAS)
   echo "build_harness: no cublas_v2.h under $cuda_home/include: building without cuda/layers"
 fi
 ext="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
@@ -29,16 +32,6 @@ ext="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))
 # then linked: one nvcc over all sources compiles them one after another.
 objs="$out/obj"
 rm -rf "$objs" && mkdir -p "$objs"
-sources=(cuda/harness/*.cc cuda/kernels/*.cu)
-libs=()
-for a in "${layers[@]}"; do
-  case "$a" in
-    *.cc) sources+=("$a") ;;
-    -l*) libs+=("$a") ;;
-  esac
-done
-defines=()
-for a in "${layers[@]}"; do case "$a" in -D*|-I*) defines+=("$a") ;; esac; done
 # shellcheck disable=SC2046
 flags=(-O3 -std=c++17 ${NVCC_FLAGS:-} "${gencode[@]}" -Xcompiler -fPIC -Icuda/include
        $("$py" -m pybind11 --includes) "${defines[@]}")

@@ -104,8 +104,9 @@ struct LayerNormLaunch<GPUDevice, T> {
         ctx,
         lightseq::layer_norm_bwd(CudaDType<T>::value, Ptr<T>(dy), Ptr<T>(x), Ptr<float>(mean),
                                  Ptr<float>(rstd), Ptr<T>(gamma), MutPtr<T>(dx),
-                                 /*dx_add=*/nullptr, MutPtr<T>(dgamma), MutPtr<T>(dbeta), MutPtr<uint8_t>(&ws), rows,
-                                 static_cast<int>(hidden), ctx->eigen_gpu_device().stream()),
+                                 /*dx_add=*/nullptr, MutPtr<T>(dgamma), MutPtr<T>(dbeta),
+                                 MutPtr<uint8_t>(&ws), rows, static_cast<int>(hidden),
+                                 ctx->eigen_gpu_device().stream()),
         "lightseq::layer_norm_bwd");
   }
 };

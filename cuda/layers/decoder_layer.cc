@@ -52,7 +52,7 @@ Scratch carve_scratch(Arena& a, DType dtype, const DecoderDims& d) {
   s.dq3_raw = a.take(3 * th);
   s.dkv = a.take(2 * mh);      // cross: dK, dV of the memory
   s.dkv_raw = a.take(2 * mh);
-  s.zeros = a.take(std::max({3 * d.H, d.F}) * d.es);
+  s.zeros = a.take(d.H * d.es);
   s.kernel_ws = a.take(std::max(
       {layer_norm_bwd_workspace_bytes(dtype, d.T, static_cast<int>(d.H)),
        bias_dropout_residual_bwd_workspace_bytes(dtype, d.T, 3 * d.H),
@@ -156,7 +156,7 @@ cudaError_t decoder_layer_bwd(DType dtype, const DecoderLayerConfig& c,
   const auto& k = p.k;
   const auto& d = p.d;
   const int64_t T = d.T, M = d.M, L = c.tgt_len;
-  LS_TRY(cudaMemsetAsync(k.zeros, 0, std::max(3 * d.H, d.F) * d.es, stream));
+  LS_TRY(p.clear_zeros());
   const void* d_pre;
 
   // FFN block: dy -> dx2.

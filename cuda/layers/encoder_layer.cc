@@ -39,7 +39,7 @@ Scratch carve_scratch(Arena& a, DType dtype, const Dims& d) {
   s.d_ffpre = a.take(tf);
   s.d_ffin = a.take(th);
   s.dx1 = a.take(th);
-  s.tmp = a.take(3 * th);
+  s.tmp = a.take(th);
   s.d_att = a.take(th);
   s.d_ctxm = a.take(th);
   s.d_ctx = a.take(th);
@@ -48,7 +48,7 @@ Scratch carve_scratch(Arena& a, DType dtype, const Dims& d) {
   s.dqkv = a.take(3 * th);
   s.dqkv_raw = a.take(3 * th);
   s.d_ain = a.take(th);
-  s.zeros = a.take(std::max({3 * d.H, d.F}) * d.es);
+  s.zeros = a.take(d.H * d.es);
   s.kernel_ws_bytes = std::max(
       {layer_norm_bwd_workspace_bytes(dtype, d.T, static_cast<int>(d.H)),
        bias_dropout_residual_bwd_workspace_bytes(dtype, d.T, 3 * d.H),
@@ -134,7 +134,7 @@ cudaError_t encoder_layer_bwd(DType dtype, const EncoderLayerConfig& c,
   const auto& s = p.s;
   const auto& k = p.k;
   const int64_t T = p.T, H = p.H, F = p.d.F, L = c.seq_len;
-  LS_TRY(cudaMemsetAsync(k.zeros, 0, std::max(3 * H, F) * p.es, stream));
+  LS_TRY(p.clear_zeros());
   const void* d_pre;
 
   // FFN block: dy -> dx1.

@@ -33,8 +33,8 @@ struct LayerBlocks {
   // Scratch from the layer's workspace: the attention context [B*heads, len,
   // dh]; the backward's d_ctx (same shape, filled by the caller), d_probs /
   // d_scores (one attention's scores), a [T, H] temporary (the post-LN
-  // closing's input gradient), zeros (>= 3H elements, zeroed by the
-  // backward's caller) and the kernels' backward workspace.
+  // closing's input gradient), zeros ([H], see clear_zeros) and the kernels'
+  // backward workspace.
   void *ctx, *d_ctx, *d_probs, *d_scores, *tmp, *zeros, *kernel_ws;
 
   int hidden() const { return static_cast<int>(H); }
@@ -47,6 +47,9 @@ struct LayerBlocks {
   void* part(void* base, int64_t rows, int i) const {
     return static_cast<char*>(base) + i * rows * H * es;
   }
+  // The backward's first step: zeros is the zero bias of add() and of the
+  // plain head splits (split_heads without a bias).
+  cudaError_t clear_zeros() const { return cudaMemsetAsync(zeros, 0, H * es, stream); }
   // a + b through the residual kernel (zero bias, no dropout).
   cudaError_t add(const void* a, const void* b, void* out) const {
     return bias_dropout_residual_fwd(dtype, a, zeros, b, out, T, H, 0, 0.f, stream);
@@ -107,8 +110,7 @@ struct LayerBlocks {
     *d_pre = d_out;
     if (!pre_ln) {
       LS_TRY(layer_norm_bwd(dtype, d_out, pre, m, r, g, tmp, nullptr, dg, db, kernel_ws, T,
-                            hidden(),
-                            stream));
+                            hidden(), stream));
       *d_pre = tmp;
     }
     return bias_dropout_residual_bwd(dtype, *d_pre, d_raw, dbias, kernel_ws, T, H, sd,
