@@ -246,6 +246,11 @@ def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
         for k in ("num_layers", "hidden_size", "num_attention_heads", "filter_size"):
             if s[k] is None:
                 _refuse(model_dir, "model.params has no %s.%s" % (side, k))
+        try:  # NeurST's flags cast; YAML reads "1e-6" (no dot) as a string
+            s["layer_postprocess_epsilon"] = float(s["layer_postprocess_epsilon"])
+        except ValueError:
+            _refuse(model_dir, "%s.layer_postprocess_epsilon %r is not a number"
+                    % (side, s["layer_postprocess_epsilon"]))
         stacks[side] = s
     if p["encoder.attention_monotonic"]:
         _refuse(model_dir, "encoder.attention_monotonic (a causal encoder) is not supported")

@@ -43,9 +43,10 @@ def translate_neurst(model_dir, source_file, output_dir, quantization="int8", be
     vocabulary; then BPE and Moses detokenizing), so hypotheses are what
     NeurST's SequenceGenerator writes for the same tokens. Decoding as
     NeurST's beam search does by default: <UNK> never generated, empty
-    output allowed. length_penalty is CTranslate2's (score / length **
-    alpha, length without EOS), not NeurST's GNMT ((5 + length) / 6) **
-    alpha: README (Export) says what that changes. threads: CTranslate2's
+    output allowed. length_penalty is CTranslate2's (log-probability /
+    length ** alpha, EOS counted, applied after the search), not NeurST's
+    GNMT ((5 + length) / 6) ** alpha: README (Export) says what that
+    changes. threads: CTranslate2's
     intra_threads (0: its default). Returns {"hypotheses", "seconds" (the
     translate_batch call alone), "sentences_per_second", "bleu" (NeurST's
     sacreBLEU when reference_file is given, else None), "output_dir",
