@@ -209,11 +209,22 @@ def read_checkpoint(path):
     return weights
 
 
-def _neurst_sinusoids(length, dim):
-    # The same table our embedding op adds for NeurST's sinusoids (tested
-    # against NeurST's PositionEmbeddingWrapper in tests/neurst).
-    from lightseq_tf.export.ctranslate2.lstransformer import _position_table
-    return _position_table(length, dim)
+def neurst_sinusoids(length, channels):
+    """PositionEmbeddingWrapper.add_sinusoids_timing_signal's signal for
+    positions 0..length-1, in NeurST's own TF float32 ops and order (so the
+    table equals what native NeurST adds, bit for bit)."""
+    import math
+
+    import tensorflow as tf
+
+    position = tf.cast(tf.range(0, length), tf.float32)
+    num_timescales = channels // 2
+    log_timescale_increment = math.log(1.0e4 / 1.0) / (tf.cast(num_timescales, tf.float32) - 1)
+    inv_timescales = 1.0 * tf.exp(tf.cast(tf.range(num_timescales), tf.float32)
+                                  * -log_timescale_increment)
+    scaled_time = tf.expand_dims(position, 1) * tf.expand_dims(inv_timescales, 0)
+    signal = tf.concat([tf.sin(scaled_time), tf.cos(scaled_time)], axis=1)
+    return tf.pad(signal, [[0, 0], [0, channels % 2]]).numpy()
 
 
 def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
@@ -272,6 +283,9 @@ def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
     tied = p["modality.share_embedding_and_softmax_weights"]
     if shared:  # the source modality is the target's, its timing included
         timings["source"] = timings["target"]
+    if "sinusoids" in timings.values() and hidden < 4:
+        _refuse(model_dir, "sinusoid positions need a width >= 4 (NeurST's formula divides by "
+                           "width / 2 - 1)")
 
     src_params = _pipeline(configs, "src_data_pipeline", model_dir)
     trg_params = _pipeline(configs, "trg_data_pipeline", model_dir)
@@ -323,7 +337,7 @@ def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
         if timing == "emb":
             return 1.0, learned
         return np.sqrt(hidden), learned if timing == "sinusoids_variable" else \
-            _neurst_sinusoids(max_positions, hidden)
+            neurst_sinusoids(max_positions, hidden)
 
     inputs = {"encoder": stack_input(timings["source"], src_pos),
               "decoder": stack_input(timings["target"], trg_pos)}
@@ -361,7 +375,7 @@ def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
     # (or EOS with target_begin_of_sentence: eos).
     return Transformer(
         encoder=encoder, decoder=decoder, source_embedding=src_table, target_embedding=trg_table,
-        output_weight=output, output_bias=bias, epsilon=enc["layer_postprocess_epsilon"], source_vocabulary=src_tokens,
-        target_vocabulary=trg_tokens, unk_token=trg_special["unk"],
+        output_weight=output, output_bias=bias, epsilon=enc["layer_postprocess_epsilon"],
+        source_vocabulary=src_tokens, target_vocabulary=trg_tokens, unk_token=trg_special["unk"],
         start_token=trg_special[begin], eos_token=trg_special["eos"], add_source_eos=True,
         origin=origin)
