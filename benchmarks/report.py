@@ -37,6 +37,24 @@ def chart(rows, name, out_dir, title):
     return path
 
 
+def bars(rows, label, value, name, out_dir, title, ylabel):
+    """Bar chart of one value per row (e.g. sentences/s per engine)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
+    ax.bar(range(len(rows)), [r[value] for r in rows])
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([r[label] for r in rows], fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"{name}.png")
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def table(rows, cols):
     out = [" | ".join(cols)]
     for r in rows:
