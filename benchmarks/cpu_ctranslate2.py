@@ -231,6 +231,7 @@ def main():
                      "device": "CPU, TF %s, CTranslate2 %s" % (tf.__version__,
                                                               ctranslate2.__version__)})
         rows[-1]["hypotheses_equal_to_neurst"] = sum(a == b for a, b in zip(hyps, neurst_hyps))
+        rows[-1]["load_average_1min"] = os.getloadavg()[0]  # a shared machine: other work ran
         print(table(rows[-1:], ["engine", "sentences_per_second", "bleu",
                                 "hypotheses_equal_to_neurst"]), flush=True)
     base = rows[0]["sentences_per_second"]
