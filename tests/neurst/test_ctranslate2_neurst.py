@@ -17,10 +17,10 @@ teacher-forced log-probabilities equal NeurST's forward's.
 import contextlib
 import filecmp
 import importlib
-import importlib.util
 import json
 import os
 import shutil
+import sys
 
 import ctranslate2
 import numpy as np
@@ -50,19 +50,14 @@ LOGP_TOL = 1e-4
 
 
 def demo_modules():
-    """The demo's driver and corpus builder (the package's, or examples/neurst/
-    where the demo lives as an example)."""
+    """The demo's driver and corpus builder: the package's, or examples/neurst/
+    once the demo lives there as an example."""
     try:
         return (importlib.import_module("lightseq_tf.integrations.neurst.demo"),
                 importlib.import_module("lightseq_tf.integrations.neurst.demo_corpus"))
     except ImportError:
-        mods = []
-        for name in ("demo_corpus", "demo"):
-            spec = importlib.util.spec_from_file_location(
-                name, os.path.join(ROOT, "examples", "neurst", name + ".py"))
-            mods.append(importlib.util.module_from_spec(spec))
-            spec.loader.exec_module(mods[-1])
-        return mods[1], mods[0]
+        sys.path.insert(0, os.path.join(ROOT, "examples", "neurst"))
+        return importlib.import_module("demo"), importlib.import_module("demo_corpus")
 
 
 @pytest.fixture(scope="module")
