@@ -88,13 +88,8 @@ def _patch_build(cls, layer_cls, unsupported):
     cls.build = build
 
 
-def _encoder_unsupported(stack):
-    return _quantized() or ("attention_monotonic=True"
-                            if stack.get_config()["attention_monotonic"] else None)
-
-
 def patch_transformer_encoder(module):
-    _patch_build(module.TransformerEncoder, layers.NeurSTEncoderLayer, _encoder_unsupported)
+    _patch_build(module.TransformerEncoder, layers.NeurSTEncoderLayer, lambda _: _quantized())
 
 
 def patch_transformer_decoder(module):
