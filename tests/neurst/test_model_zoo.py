@@ -50,6 +50,10 @@ DECISIONS = {
     "ctnmt_transformer": (dict(src_meta=META, trg_meta=META),
                           "its BERT, encoder and decoder all ours"),
 }
+# wav2vec2's feature extractor imports tensorflow_addons, which has no release
+# for TF 2.21 (natively too): its TransformerEncoder is checked as it builds it.
+WAV2VEC2 = "post-LN encoder (gelu_nonapprox, epsilon 1e-5) checked alone: its feature " \
+    "extractor needs tensorflow_addons, which no TF 2.21 install has (natively too)"
 HPARAMS = {"transformer": "transformer_toy", "waitk_transformer": "waitk_transformer_toy",
            "speech_transformer": "speech_transformer_toy", "bert": "bert_toy",
            "gpt2": "gpt2_toy", "ctnmt_transformer": "ctnmt_toy"}
@@ -263,3 +267,55 @@ def test_per_query_bias_must_mask_a_suffix():
     with pytest.raises(ValueError, match="one attention bias for all heads"):
         layer(x, None, None, memory=memory, memory_bias=tf.zeros([1, 2, 2, 3]),
               is_training=False)
+
+
+@pytest.mark.usefixtures("both_layer_paths")
+def test_wav2vec2_encoder_stack_matches_native():
+    """The TransformerEncoder wav2vec2 builds (Wav2Vec2.new), from wav2vec2_toy."""
+    from neurst.layers.encoders.transformer_encoder import TransformerEncoder
+    p = get_hyper_parameters("wav2vec2_toy")["model.params"]
+    kw = dict(num_layers=p["encoder_layers"], hidden_size=p["encoder_embed_dim"],
+              num_attention_heads=p["encoder_attention_heads"],
+              filter_size=p["encoder_filter_size"], ffn_activation=p["encoder_activation_fn"],
+              post_normalize=not p["encoder_pre_norm"], layer_postprocess_epsilon=1e-5,
+              name="encoder")
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=[3, 6, kw["hidden_size"]]), tf.float32)
+    padding = tf.constant(1.0 - (np.arange(6)[None] < np.array(SRC_LEN)[:, None]), tf.float32)
+    results = []
+    for is_native in (True, False):
+        with _context(is_native):
+            enc = TransformerEncoder(**kw)
+            enc(x, padding, is_training=False)
+            if is_native:
+                values = {v.name: v.numpy() + rng.normal(size=v.shape).astype(np.float32) * 0.1
+                          for v in enc.weights}
+            for v in enc.weights:
+                v.assign(values[v.name])
+            assert is_native != all(isinstance(layer, layers.NeurSTEncoderLayer)
+                                    for layer in enc._stacking_layers)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = enc(x, padding, is_training=True)
+                loss = tf.reduce_sum(y * tf.sin(y))
+            variables = sorted(enc.weights, key=lambda v: v.name)
+            results.append([y] + tape.gradient(loss, [x] + variables))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=TOL, atol=TOL)
+
+
+def readme_table():
+    """README's "which NeurST models are accelerated" table, from DECISIONS."""
+    rows = ["| NeurST model (hparams) | encoder | decoder | notes |", "|---|---|---|---|"]
+    for name, (_, note) in DECISIONS.items():
+        enc = "—" if name == "gpt2" else "ours"
+        dec = "—" if name == "bert" else "ours"
+        rows.append("| `%s` (`%s`) | %s | %s | %s |" % (name, HPARAMS[name], enc, dec, note))
+    rows.append("| `wav2vec2` (`wav2vec2_toy`) | ours | — | %s |" % WAV2VEC2)
+    return "\n".join(rows)
+
+
+def test_readme_table_is_the_tests_decisions():
+    import os
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    assert readme_table() in readme, "README's model table is stale; paste:\n" + readme_table()
