@@ -149,6 +149,14 @@ class TransformerLayerBase(keras.layers.Layer):
         finally:
             object.__setattr__(self, "_caller_cache", None)
 
+    def _self_attention_cache(self, length):
+        """NeurST's per-layer cache: keys/values [length, heads, head_dim]
+        (callers tile it by batch)."""
+        c = self.config
+        shape = [length, c.nhead, c.hidden_size // c.nhead]
+        return {"self_attention": {"keys": tf.zeros(shape, self.compute_dtype),
+                                   "values": tf.zeros(shape, self.compute_dtype)}}
+
     def _store_cache(self, cache, new_past):
         """The grown self-attention cache into the call's and the caller's dict."""
         cache["self_attention"] = new_past

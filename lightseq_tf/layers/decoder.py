@@ -86,10 +86,7 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
         return self.encdec_attention_block.parts["encdec_attention"]
 
     def create_decoding_internal_cache(self, decode_padded_length=None):
-        c = self.config
-        shape = [decode_padded_length or 0, c.nhead, c.hidden_size // c.nhead]
-        return {"self_attention": {"keys": tf.zeros(shape, self.compute_dtype),
-                                   "values": tf.zeros(shape, self.compute_dtype)}}
+        return self._self_attention_cache(decode_padded_length or 0)
 
     def memorize_memory(self, memory):
         """The memory's encoder-decoder keys and values, once per sentence."""

@@ -31,8 +31,8 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
     gives each query its own key limit (a monotonic encoder's causal-and-
     padding mask: min(lengths[b], i + 1)); such calls compose the fused ops.
     `cache` (create_internal_cache, tiled): NeurST's streaming encoder; the
-    new positions' keys/values are appended and `lengths` count over all. Raises InvalidArgumentError
-    for length > max_seq_len or batch * length > max_batch_tokens. Dropout
+    new positions' keys/values are appended and `lengths` count over all.
+    Raises InvalidArgumentError for length > max_seq_len or batch * length > max_batch_tokens. Dropout
     streams: seed + 0 attention probabilities, + 1 attention output, + 2 FFN
     activation, + 3 FFN output (those of cuda/layers/encoder_layer.cc).
     """
@@ -54,14 +54,12 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
             seed = _keras.draw_seed()
         if past is None:
             lens = tr.lengths_of(x, lengths, mask)
-        elif lengths is None and mask is None:  # a new chunk sees every key, cached or new
-            lens = tf.fill(tf.shape(x)[:1], tf.shape(past["keys"])[1] + tf.shape(x)[1])
-        else:
-            lens = tf.cast(lengths, tf.int32) if lengths is not None else None
-            if lens is None:
-                raise ValueError("with a cache, give `lengths` over the cached + new keys, "
-                                 "not a mask of the new positions")
-        if past is not None:
+        elif mask is not None:
+            raise ValueError("with a cache, give `lengths` over the cached + new keys, "
+                             "not a mask of the new positions")
+        else:  # by default a new chunk sees every key, cached or new
+            lens = tf.cast(lengths, tf.int32) if lengths is not None else tf.fill(
+                tf.shape(x)[:1], tf.shape(past["keys"])[1] + tf.shape(x)[1])
             y, new_past = self._forward_composed(x, lens, seed, training is True, past)
             self._store_cache(cache, new_past)
             return y
@@ -70,10 +68,7 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
     def create_internal_cache(self):
         """NeurST's streaming-encoder cache (TransformerEncoderLayer's): empty
         self-attention keys/values [0, heads, head_dim], tiled by the caller."""
-        c = self.config
-        shape = [0, c.nhead, c.hidden_size // c.nhead]
-        return {"self_attention": {"keys": tf.zeros(shape, self.compute_dtype),
-                                   "values": tf.zeros(shape, self.compute_dtype)}}
+        return self._self_attention_cache(0)
 
     def _forward(self, x, lengths, seed, train):
         # The whole-layer op takes one key length per sentence.

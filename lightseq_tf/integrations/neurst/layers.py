@@ -107,11 +107,11 @@ class NeurSTDecoderLayer(LSTransformerDecoderLayer):
 
     def call(self, x, x_bias, cache=None, memory=None, memory_bias=None, is_training=True,
              decode_loop_step=None):
-        lengths = lengths_from_bias(memory_bias, "the memory") if self.cross_attention else None
-        if not self.cross_attention:
-            memory = None  # NeurST's layer ignores it too
+        if not self.cross_attention:  # NeurST's layer ignores the memory too
+            memory = memory_bias = None
         return LSTransformerDecoderLayer.call(
-            self, x, memory=memory, memory_lengths=lengths, cache=cache,
+            self, x, memory=memory, memory_lengths=lengths_from_bias(memory_bias, "the memory"),
+            cache=cache,
             decode_loop_step=decode_loop_step, training=is_training)
 
 
