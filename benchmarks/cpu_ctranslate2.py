@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report import bars, save, table  # noqa: E402
+from report import chart, save, table  # noqa: E402
 
 ALPHA = 0.6
 EXTRA = 10
@@ -243,10 +243,10 @@ def main():
                        "hypotheses_equal_to_neurst", "seconds"]))
     save(rows, "cpu_ctranslate2", args.out)
     try:
-        bars([r for r in rows if r["length_penalty"] == ALPHA], "engine",
-             "sentences_per_second", "cpu_ctranslate2", args.out,
-             "Beam-4 decoding of %d dev sentences, CPU x%d threads (higher is better)"
-             % (len(sources), args.threads), "sentences / s")
+        chart([r for r in rows if r["length_penalty"] == ALPHA], "cpu_ctranslate2", args.out,
+              "Beam-4 decoding of %d dev sentences, CPU x%d threads (higher is better)"
+              % (len(sources), args.threads), keys=["sentences_per_second"],
+              label=lambda r: r["engine"], ylabel="sentences / s")
     except ImportError:
         print("(matplotlib not installed: no PNG)")
 

@@ -16,13 +16,13 @@ teacher-forced log-probabilities equal NeurST's forward's.
 """
 import contextlib
 import filecmp
-import importlib
 import json
 import os
 import shutil
-import sys
 
 import ctranslate2
+import demo  # examples/neurst (conftest puts it on sys.path)
+import demo_corpus
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -34,7 +34,7 @@ from neurst.utils import compat
 from neurst.utils.checkpoints import NameBasedCheckpointManager, restore_checkpoint_if_possible
 from neurst.utils.configurable import ModelConfigs
 from made_once import made_once
-from neurst_env import ROOT, subprocess_env
+from neurst_env import subprocess_env
 
 from lightseq_tf.export import ctranslate2 as export
 from lightseq_tf.export.ctranslate2 import neurst as neurst_reader
@@ -49,23 +49,11 @@ DEV = 200                 # of the demo corpus' 500 dev sentences, decoded by Ne
 LOGP_TOL = 1e-4
 
 
-def demo_modules():
-    """The demo's driver and corpus builder: the package's, or examples/neurst/
-    once the demo lives there as an example."""
-    try:
-        return (importlib.import_module("lightseq_tf.integrations.neurst.demo"),
-                importlib.import_module("lightseq_tf.integrations.neurst.demo_corpus"))
-    except ImportError:
-        sys.path.insert(0, os.path.join(ROOT, "examples", "neurst"))
-        return importlib.import_module("demo"), importlib.import_module("demo_corpus")
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The demo's corpus and a model NeurST's CLI trained with our layers,
     made once per session (shared by the xdist workers)."""
     def make(path):
-        demo, demo_corpus = demo_modules()
         work = str(path)
         with pytest.MonkeyPatch.context() as env:
             env.setenv("PYTHONPATH", subprocess_env(work)["PYTHONPATH"])  # the demo's NeurST runs
