@@ -51,9 +51,9 @@ def default_dtype(env=None, gpu_visible=None):
         return value, "%s=%s" % (ENV, value)
     if _gpu_visible() if gpu_visible is None else gpu_visible:
         return NEURST_DEFAULT, "NeurST's default: a GPU is visible"
-    return "float32", ("no GPU is visible, and TensorFlow's float16 CPU kernels are slow "
-                       "(unoptimized) where NeurST's default float16 would run; --dtype "
-                       "float16 or %s=float16 keeps float16" % ENV)
+    return "float32", ("no GPU is visible: NeurST's default float16 is slow on a CPU, where "
+                       "TensorFlow has no fast float16 GEMM; --dtype float16 or %s=float16 "
+                       "keeps float16" % ENV)
 
 
 def patch_flags_core(module):
