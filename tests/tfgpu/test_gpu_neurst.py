@@ -74,10 +74,12 @@ def test_neurst_own_tests_pass_natively_and_with_our_layers(tmp_path):
     if os.path.exists(sdist):
         (work / "sdist").mkdir(parents=True)
         (work / "sdist" / "neurst-0.1.2.tar.gz").write_bytes(open(sdist, "rb").read())
-    # the script runs `python`: this interpreter
+    # the script runs `python`: this interpreter (a wrapper, not a link: a
+    # virtual environment is found from the path the interpreter is run by)
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "python").symlink_to(sys.executable)
+    (bindir / "python").write_text('#!/bin/sh\nexec "%s" "$@"\n' % sys.executable)
+    (bindir / "python").chmod(0o755)
     env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ.get("PATH", "")), **FP32)
     env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(
         os.pathsep) if p])
