@@ -110,9 +110,10 @@ exit $status
 
 # -- plan (estimates, not measurements: nothing here has run on a GPU yet)
 # After the part calls that `tf_gpu_env.sh stage` prints (the last of which
-# runs "install use-so smoke build", ~4-5 min: unpack ~20 s, wheels ~20 s,
-# TF's first GPU start with the driver compiling TF's PTX for sm_90 ~1-2 min,
-# the CI-built library's smoke tests ~1 min, nvcc build for sm_90 ~1 min),
+# runs "install build smoke", or with stage --ci-so "install use-so smoke
+# build", ~4-5 min: unpack ~20 s, wheels ~20 s, TF's first GPU start with
+# the driver compiling TF's PTX for sm_90 ~1-2 min, nvcc build for sm_90
+# ~1 min, smoke tests ~1 min),
 # with the machine still warm (it is given back 30 s after a call ends, and
 # /tmp with it), each call timeout_s=600, one right after the other:
 #   A  build_tools/tf_gpu_check.sh tests        tests/tfgpu but NeurST   [~5-7 min]

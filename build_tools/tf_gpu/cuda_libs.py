@@ -178,6 +178,9 @@ def check_ops():
     if no_gpu:
         print("no GPU kernels registered for", no_gpu, "(a CPU-only build?)")
         return 1
+    if not tf.config.list_physical_devices("GPU"):
+        print("GPU kernels registered; none run: TensorFlow lists no GPU")
+        return 1
     tf.config.set_soft_device_placement(False)
     x = np.random.default_rng(0).standard_normal((64, 512)).astype(np.float32)
     g, b = np.ones(512, np.float32), np.zeros(512, np.float32)
