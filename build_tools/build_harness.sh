@@ -2,6 +2,8 @@
 # Builds the pybind11 test harness (cuda/ launchers, no framework) with nvcc.
 #   build_tools/build_harness.sh [out_dir] [gencode...]
 # Default: build/harness, sm_90 (the GPU test machine). Extra nvcc flags: $NVCC_FLAGS.
+# Toolkit: $LIGHTSEQ_TF_CUDA_HOME (default /usr/local/cuda); LIGHTSEQ_TF_WERROR=1:
+# warnings in our sources are errors (CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-build/harness}"
@@ -32,9 +34,12 @@ ext="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))
 # then linked: one nvcc over all sources compiles them one after another.
 objs="$out/obj"
 rm -rf "$objs" && mkdir -p "$objs"
+werror=()
+[ "${LIGHTSEQ_TF_WERROR:-0}" = 1 ] && werror=(-Werror all-warnings -Xcompiler -Werror)
+# Python's and pybind11's headers are system headers: -Wall judges ours only.
 # shellcheck disable=SC2046
-flags=(-O3 -std=c++17 ${NVCC_FLAGS:-} "${gencode[@]}" -Xcompiler -fPIC -Icuda/include
-       $("$py" -m pybind11 --includes) "${defines[@]}")
+flags=(-O3 -std=c++17 ${NVCC_FLAGS:-} "${gencode[@]}" -Xcompiler -fPIC,-Wall "${werror[@]}"
+       -Icuda/include $("$py" -m pybind11 --includes | sed 's/-I/-isystem /g') "${defines[@]}")
 printf '%s\n' "${sources[@]}" | xargs -P "${JOBS:-$(nproc)}" -I{} sh -c \
   'f="$1"; shift; o="$0/$(echo "$f" | tr / _).o"; "$@" -c "$f" -o "$o" || exit 255' \
   "$objs" {} "$nvcc_bin" "${flags[@]}" || { echo "build_harness: compile failed"; exit 1; }

@@ -19,5 +19,5 @@ if ! python -m pip install -v --no-build-isolation . > build/pip_install.log 2>&
   return 1 2>/dev/null || exit 1
 fi
 grep "lightseq_tf build" build/pip_install.log || true
-(cd /tmp && python -c "import lightseq_tf._build_info as b; print('built:', b.TF_VERSION, 'CUDA', b.CUDA_VERSION, b.CUDA_ARCHS)")
+(cd /tmp && python -c "import lightseq_tf; print('built:', lightseq_tf.build_info())")
 echo "== op library built in $((SECONDS - t0)) s"

@@ -15,7 +15,6 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #if GOOGLE_CUDA
-#define EIGEN_USE_GPU
 #include "lightseq/embedding.h"
 #include "tensorflow/core/common_runtime/gpu/gpu_event_mgr.h"
 #include "xla/stream_executor/stream.h"

@@ -84,6 +84,7 @@ inline absl::Status ParseActivation(const std::string& name, lightseq::Activatio
 
 // The stateless dropout seed: a scalar int64 tensor (in host memory).
 inline absl::Status ReadSeed(const tensorflow::Tensor& seed, uint64_t* out) {
+  *out = 0;  // set on every path: GCC's -Wmaybe-uninitialized cannot tie it to the status
   if (!tensorflow::TensorShapeUtils::IsScalar(seed.shape()))
     return tensorflow::errors::InvalidArgument("seed must be a scalar int64, got shape ",
                                                ShapeStr(seed.shape()));

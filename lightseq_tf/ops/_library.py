@@ -1,4 +1,5 @@
-"""Loads the op library once, after checking it was built for this TensorFlow.
+"""Loads the op library once, after checking it was built for this TensorFlow
+(and, for a CUDA build, that the NVIDIA driver is new enough: _driver.py).
 
 A custom-op library is tied to the exact TensorFlow ABI it was compiled
 against; loading it under another version fails deep inside the dynamic
@@ -10,6 +11,8 @@ import os
 import threading
 
 import tensorflow as tf
+
+from lightseq_tf.ops import _driver
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _lock = threading.Lock()
@@ -36,13 +39,22 @@ def check_tf_version(built_for, running=None):
 
 def _check_at_import():
     """Refuse at `import lightseq_tf`, not at the first op call, when the
-    library was built for another TensorFlow (an unbuilt tree is reported by
-    ops() instead, so build tools can still import the package)."""
+    library was built for another TensorFlow or the driver is too old for its
+    CUDA code (an unbuilt tree is reported by ops() instead, so build tools
+    can still import the package)."""
     try:
         from lightseq_tf import _build_info
     except ImportError:
         return
     check_tf_version(_build_info.TF_VERSION)
+    _driver.check(_build_info)
+
+
+def build_info():
+    """What the op library was built with: TensorFlow version, CUDA version,
+    SASS / PTX targets, the driver it needs (None / [] for a CPU-only build)."""
+    from lightseq_tf import _build_info
+    return {k.lower(): v for k, v in vars(_build_info).items() if k.isupper()}
 
 
 def library_path():
