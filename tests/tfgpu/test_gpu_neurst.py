@@ -25,6 +25,7 @@ from target import ON_GPU
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "neurst"))
+neurst_demo.demo()  # puts examples/neurst on sys.path, as tests/neurst's conftest does
 import neurst_env  # noqa: E402
 import test_neurst_e2e as e2e  # noqa: E402
 
