@@ -61,12 +61,19 @@ PIP_TARGET=(--only-binary=:all: --python-version 3.12 --implementation cp
 download_wheels() {
   mkdir -p "$CACHE/wheels" "$CACHE/tf" "$CACHE/sdist" "$CACHE/tools"
   "$PY" -m pip download -q --no-deps "${PIP_TARGET[@]}" -d "$CACHE/tf" "tensorflow==$TF_VERSION"
-  # -r resolves the -c constraint files relative to requirements/. NeurST is
+  # CI's pins (name==version lines of ci.txt, keras2.txt, neurst.txt) as
+  # constraints; a fresh folder each time, so that a changed pin leaves no
+  # second version behind (pip's own cache makes it quick). NeurST is
   # published as an sdist only: pure Python, so its wheel is built here; the
   # sdist goes along too (its tests are in it: neurst_own_tests.sh).
-  (cd "$here/requirements" && "$PY" -m pip download -q --no-deps "${PIP_TARGET[@]}" \
-     --no-binary=neurst -d "$CACHE/wheels" -r tf_gpu_device.txt)
-  mv "$CACHE"/wheels/neurst-*.tar.gz "$CACHE/sdist/"
+  (cd "$here/requirements" && grep -h '^[A-Za-z0-9_.-]*==' ci.txt keras2.txt neurst.txt) \
+    > "$CACHE/constraints.txt"
+  rm -rf "$CACHE/wheels.new" && mkdir -p "$CACHE/wheels.new"
+  "$PY" -m pip download -q --no-deps "${PIP_TARGET[@]}" --no-binary=neurst \
+    -d "$CACHE/wheels.new" -c "$CACHE/constraints.txt" -r "$here/requirements/tf_gpu_device.txt"
+  mv "$CACHE"/wheels.new/neurst-*.tar.gz "$CACHE/sdist/"
+  cp -p "$CACHE"/wheels/neurst-*-py3-none-any.whl "$CACHE/wheels.new/" 2>/dev/null || true
+  rm -rf "$CACHE/wheels" && mv "$CACHE/wheels.new" "$CACHE/wheels"
   compgen -G "$CACHE/wheels/neurst-$NEURST_VERSION-py3-none-any.whl" >/dev/null ||
     "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$CACHE/wheels" \
       "$CACHE/sdist/neurst-$NEURST_VERSION.tar.gz"
