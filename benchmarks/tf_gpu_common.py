@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -82,27 +81,21 @@ def neurst_env(workdir, accelerated, **extra):
 
 
 def run_neurst(args, env, log_path):
-    """Runs `python -m neurst.cli.run_exp ARGS` in the log's folder; returns
-    {lines, seconds, metrics: [{step, ...}], peak_bytes, elapsed}. Raises with
-    the log's tail if it fails."""
-    cmd = [sys.executable, "-m", "neurst.cli.run_exp"] + args
+    """Runs `python -m neurst.cli.run_exp ARGS` in the log's folder (the
+    demo's runner); returns {seconds, metrics: [{step, ...}], peak_bytes,
+    elapsed, hook, lines}. Raises with the log's tail if it fails."""
+    from build_tools.tf_gpu import neurst_demo
+
+    def show(line):
+        if "lightseq_tf:" in line or "Update " in line or "elapsed" in line:
+            return "    " + line.rstrip()[:160]
+        return None
+
     t0 = time.time()
-    lines = []
-    with open(log_path, "w") as log, subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            cwd=os.path.dirname(os.path.abspath(log_path))) as p:
-        for line in p.stdout:
-            log.write(line)
-            lines.append(line)
-            if "lightseq_tf:" in line or "Update " in line or "elapsed" in line:
-                print("   ", line.rstrip()[:160], flush=True)
-    if p.returncode:
-        raise RuntimeError("NeurST failed (exit %d): %s\n%s" % (p.returncode, " ".join(cmd),
-                                                                "".join(lines[-40:])))
-    metrics = []
-    for line in lines:
-        if "{'step':" in line:
-            metrics.append({k: float(v) for k, v in METRIC.findall(line)})
+    lines = neurst_demo.demo()._run([sys.executable, "-m", "neurst.cli.run_exp"] + args, env,
+                                    log_path, show)
+    metrics = [{k: float(v) for k, v in METRIC.findall(line)} for line in lines
+               if "{'step':" in line]
     peak = [int(m.group(1)) for m in map(PEAK.search, lines) if m]
     elapsed = [float(m.group(1)) for m in map(ELAPSED.search, lines) if m]
     hook = [line.strip() for line in lines if "lightseq_tf: NeurST acceleration" in line]

@@ -21,7 +21,6 @@ PACKAGES=(
   nvidia-cuda-dev=12.4.127~12.4.1-2       # headers, libcudart_static.a, link stubs (934 MB: static libs)
   libcub-dev=2.3.2-2 libthrust-dev=2.3.2-2 libcu++-dev=2.3.2-2   # CCCL headers (cub's radix sort)
 )
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 LAYOUT=2  # bump when the files taken from the packages change: the cache is redone
 
 cache="${LIGHTSEQ_TF_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lightseq_tf}"
@@ -38,26 +37,15 @@ exec 9>"$cache/.cuda-$CUDA_VERSION.lock"
 flock 9  # one fetch at a time (two CI runs on one machine)
 if ready; then echo "$home"; exit 0; fi
 
-for tool in apt-get dpkg-deb; do
-  command -v $tool >/dev/null || { log "needs $tool (Debian/Ubuntu); or point LIGHTSEQ_TF_CUDA_HOME at a CUDA 12 toolkit"; exit 1; }
-done
-[ -f "$KEYRING" ] || { log "needs $KEYRING (package debian-archive-keyring)"; exit 1; }
-mirror="${LIGHTSEQ_TF_DEBIAN_MIRROR:-$(apt-get indextargets --format '$(REPO_URI)' \
-  'Identifier: Packages' 'Origin: Debian' 'Label: Debian' 2>/dev/null | head -1)}"
-[ -n "$mirror" ] || { log "no Debian mirror in this machine's apt sources; set LIGHTSEQ_TF_DEBIAN_MIRROR"; exit 1; }
+command -v dpkg-deb >/dev/null || { log "needs dpkg-deb (Debian/Ubuntu); or point LIGHTSEQ_TF_CUDA_HOME at a CUDA 12 toolkit"; exit 1; }
+# shellcheck source=build_tools/debian_trixie.sh
+. "$(dirname "$0")/debian_trixie.sh"
 
 t0=$SECONDS
 work="$(mktemp -d "$cache/.fetch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs" "$work/root" "$work/home"
-echo "deb [signed-by=$KEYRING] $mirror trixie main contrib non-free" > "$work/sources.list"
-# A private apt state: trixie never enters the system's sources, lists or
-# package database (status=/dev/null: nothing is installed, only downloaded).
-apt=(-q -o Dir::Etc::sourcelist="$work/sources.list" -o Dir::Etc::sourceparts=-
-     -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o Dir::State::status=/dev/null
-     -o APT::Sandbox::User="$(id -un)" -o Acquire::Languages=none)
-apt-get "${apt[@]}" update >&2
-(cd "$work/debs" && apt-get "${apt[@]}" download "${PACKAGES[@]}" >&2)
+mkdir -p "$work/debs" "$work/root" "$work/home"
+trixie_download "$work/debs" "${PACKAGES[@]}" || { log "or point LIGHTSEQ_TF_CUDA_HOME at a CUDA 12 toolkit"; exit 1; }
 log "fetched $(du -sm "$work/debs" | cut -f1) MB in $((SECONDS - t0)) s"
 
 # Only what compiling and linking need (the .debs' static libraries of

@@ -21,21 +21,31 @@
 #   bench-decode benchmarks/tf_gpu_neurst_decode.py
 #   bench-layers benchmarks/tf_gpu_layers.py (builds the harness too)
 # The log, the JUnit XML of each pytest step and benchmarks.tar (JSON + PNG)
-# go to $OUT.
+# go to $OUT. The steps of one call share TFGPU_DEADLINE seconds (default
+# 570: a device call is stopped at 600), so the log always says where a call
+# ended.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-build/tf_gpu_out}"
 ROOT="${TFGPU_ROOT:-/tmp/tfgpu}"
+DEADLINE="${TFGPU_DEADLINE:-570}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 log="$OUT/tf_gpu_check.log"
 status=0
-step() {  # step NAME CMD... : run, tee into the log, remember failure
+step() {  # step NAME CMD... : run within the time left, tee into the log, remember failure
   local name="$1"; shift
-  echo "=== $name: $*" | tee -a "$log"
+  local left=$((DEADLINE - SECONDS))
+  if [ "$left" -lt 30 ]; then
+    echo "=== $name: not run, ${left} s left of TFGPU_DEADLINE=$DEADLINE" | tee -a "$log"
+    status=1
+    return 1
+  fi
+  echo "=== $name: $* (at most $left s)" | tee -a "$log"
   local t0=$SECONDS
-  "$@" 2>&1 | tee -a "$log"
+  timeout -k 10 "$left" "$@" 2>&1 | tee -a "$log"
   local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 124 ] && echo "=== $name: stopped at the deadline" | tee -a "$log"
   echo "=== $name: rc=$rc in $((SECONDS - t0)) s" | tee -a "$log"
   [ "$rc" -eq 0 ] || status=1
   return "$rc"
@@ -45,9 +55,9 @@ env_ready() {
   # shellcheck disable=SC1091
   . "$ROOT/env.sh"
 }
-pytest_step() {  # pytest_step NAME ARGS...
+pytest_step() {  # pytest_step NAME PYTEST_ARGS...
   local name="$1"; shift
-  step "$name" "$PYTHON" -m pytest tests/tfgpu -q -p no:cacheprovider -rs \
+  step "$name" "$PYTHON" -m pytest -q -p no:cacheprovider -rs --durations=15 \
     --junitxml="$OUT/$name.xml" "$@"
 }
 bench() {  # bench NAME SCRIPT ARGS...
@@ -72,7 +82,7 @@ for s in "$@"; do
     use-so) step use-so build_tools/tf_gpu_env.sh use-so || exit 1 ;;
     smoke) env_ready; pytest_step smoke -m "not neurst and not slow" tests/tfgpu/test_gpu_ops.py \
              tests/tfgpu/test_gpu_whole_layers.py ;;
-    tests) env_ready; pytest_step tests -m "not neurst" ;;
+    tests) env_ready; pytest_step tests -m "not neurst" tests/tfgpu ;;
     memcheck)
       env_ready
       # TF's own allocator hands out pieces of one big cudaMalloc, inside which
@@ -82,8 +92,9 @@ for s in "$@"; do
       # them multiplies the run time.
       step memcheck env TF_GPU_ALLOCATOR=cuda_malloc_async compute-sanitizer --tool memcheck \
         --kernel-name kns=lightseq --error-exitcode 3 --print-limit 20 --target-processes all \
-        "$PYTHON" -m pytest tests/tfgpu -q -p no:cacheprovider -x -m "not neurst and not slow" ;;
-    neurst) env_ready; pytest_step neurst -m neurst ;;
+        "$PYTHON" -m pytest tests/tfgpu -q -p no:cacheprovider -x -m "not neurst and not slow" \
+        --junitxml="$OUT/memcheck.xml" ;;
+    neurst) env_ready; pytest_step neurst -m neurst tests/tfgpu ;;
     bench-base) env_ready; bench bench-base tf_gpu_neurst_train.py --model base ;;
     bench-big) env_ready; bench bench-big tf_gpu_neurst_train.py --model big ;;
     bench-decode) env_ready; bench bench-decode tf_gpu_neurst_decode.py ;;
@@ -98,18 +109,22 @@ echo "tf_gpu_check: $([ $status -eq 0 ] && echo PASS || echo FAIL)" | tee -a "$l
 exit $status
 
 # -- plan (estimates, not measurements: nothing here has run on a GPU yet)
-# After the parts (tf_gpu_env.sh stage prints those calls), with the machine
-# still warm (it is given back 30 s after a call ends, and /tmp with it):
-#   call A  "build_tools/tf_gpu_env.sh receive && OUT=$OUT build_tools/tf_gpu_check.sh install use-so smoke build tests"
-#           unpack ~20 s, wheels ~20 s, TF's first GPU start (PTX of its kernels
-#           compiled for sm_90) ~1-2 min, CI .so smoke ~1 min, nvcc build
-#           (sm_90, 16 jobs) ~1 min, tests ~4 min                  [~8-9 min]
-#   call B  "OUT=$OUT build_tools/tf_gpu_check.sh memcheck"                    [~6-8 min]
-#   call C  "OUT=$OUT build_tools/tf_gpu_check.sh neurst"                      [~6-8 min]
-# Device time: ~4 min of parts + ~23 min: one session's 30 minutes. The
-# benchmarks need a second session (parts again, then):
-#   call D  "... receive && OUT=$OUT build_tools/tf_gpu_check.sh install build bench-base"   [~7-9 min]
-#   call E  "OUT=$OUT build_tools/tf_gpu_check.sh bench-big"                  [~8-9 min]
-#   call F  "OUT=$OUT build_tools/tf_gpu_check.sh bench-decode bench-layers"  [~6-8 min]
-# Each call: timeout_s=600. Bring back $OUT (log, *.xml, benchmarks.tar).
+# After the part calls that `tf_gpu_env.sh stage` prints (the last of which
+# runs "install build smoke", or with stage --ci-so "install use-so smoke
+# build", ~4-5 min: unpack ~20 s, wheels ~20 s, TF's first GPU start with
+# the driver compiling TF's PTX for sm_90 ~1-2 min, nvcc build for sm_90
+# ~1 min, smoke tests ~1 min),
+# with the machine still warm (it is given back 30 s after a call ends, and
+# /tmp with it), each call timeout_s=600, one right after the other:
+#   A  build_tools/tf_gpu_check.sh tests        tests/tfgpu but NeurST   [~5-7 min]
+#   B  build_tools/tf_gpu_check.sh memcheck     compute-sanitizer        [~6-9 min]
+#   C  build_tools/tf_gpu_check.sh neurst       CLI e2e + own tests      [~5-8 min]
+# ~4 min of part calls + ~25 min: one session's 30 minutes of device time.
+# The benchmarks take a second session (the part calls again, the last one
+# "install build"), then:
+#   D  build_tools/tf_gpu_check.sh bench-base                            [~6-8 min]
+#   E  build_tools/tf_gpu_check.sh bench-big    (3 NeurST runs)          [~8-9.5 min]
+#   F  build_tools/tf_gpu_check.sh bench-decode bench-layers             [~7-9 min]
+# What comes back: $OUT/tf_gpu_check.log, one JUnit XML per pytest step,
+# benchmarks.tar (JSON + PNG for benchmarks/results/).
 # -- end

@@ -4,7 +4,7 @@
 # arrangement (README: "TensorFlow's GPU build on the test machine").
 #
 # CPU side (this machine, network on):
-#   build_tools/tf_gpu_env.sh stage [--cublas12] [--ci-so[=DIR]] [--no-include]
+#   build_tools/tf_gpu_env.sh stage [--cublas12] [--ci-so[=WHEEL|DIR]] [--no-include]
 #       downloads the `tensorflow` cp312 wheel (the version of ci.txt's
 #       tensorflow-cpu), the wheels of requirements/tf_gpu_device.txt, NeurST's
 #       sdist (its own tests), Debian's libcudart12 (--cublas12: also
@@ -13,7 +13,8 @@
 #       tar | zstd -12 --long=30 stream split into parts of TFGPU_PART_BYTES
 #       (55 MB) under .tfgpu/ (ignored through .git/info/exclude), checks the
 #       parts, and prints the device calls. --ci-so: also carry an op library
-#       built here the way CI builds it (or the one already in DIR).
+#       built here the way CI builds it (CUDA 12.4); --ci-so=WHEEL|DIR: the
+#       one in CI's wheel or in DIR (with its _build_info.py).
 #   build_tools/tf_gpu_env.sh calls      prints the device calls again
 #   build_tools/tf_gpu_env.sh verify     re-checks the staged parts
 #
@@ -60,12 +61,19 @@ PIP_TARGET=(--only-binary=:all: --python-version 3.12 --implementation cp
 download_wheels() {
   mkdir -p "$CACHE/wheels" "$CACHE/tf" "$CACHE/sdist" "$CACHE/tools"
   "$PY" -m pip download -q --no-deps "${PIP_TARGET[@]}" -d "$CACHE/tf" "tensorflow==$TF_VERSION"
-  # -r resolves the -c constraint files relative to requirements/. NeurST is
+  # CI's pins (name==version lines of ci.txt, keras2.txt, neurst.txt) as
+  # constraints; a fresh folder each time, so that a changed pin leaves no
+  # second version behind (pip's own cache makes it quick). NeurST is
   # published as an sdist only: pure Python, so its wheel is built here; the
   # sdist goes along too (its tests are in it: neurst_own_tests.sh).
-  (cd "$here/requirements" && "$PY" -m pip download -q --no-deps "${PIP_TARGET[@]}" \
-     --no-binary=neurst -d "$CACHE/wheels" -r tf_gpu_device.txt)
-  mv "$CACHE"/wheels/neurst-*.tar.gz "$CACHE/sdist/"
+  (cd "$here/requirements" && grep -h '^[A-Za-z0-9_.-]*==' ci.txt keras2.txt neurst.txt) \
+    > "$CACHE/constraints.txt"
+  rm -rf "$CACHE/wheels.new" && mkdir -p "$CACHE/wheels.new"
+  "$PY" -m pip download -q --no-deps "${PIP_TARGET[@]}" --no-binary=neurst \
+    -d "$CACHE/wheels.new" -c "$CACHE/constraints.txt" -r "$here/requirements/tf_gpu_device.txt"
+  mv "$CACHE"/wheels.new/neurst-*.tar.gz "$CACHE/sdist/"
+  cp -p "$CACHE"/wheels/neurst-*-py3-none-any.whl "$CACHE/wheels.new/" 2>/dev/null || true
+  rm -rf "$CACHE/wheels" && mv "$CACHE/wheels.new" "$CACHE/wheels"
   compgen -G "$CACHE/wheels/neurst-$NEURST_VERSION-py3-none-any.whl" >/dev/null ||
     "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$CACHE/wheels" \
       "$CACHE/sdist/neurst-$NEURST_VERSION.tar.gz"
@@ -74,43 +82,48 @@ download_wheels() {
   "$PY" -m pip download -q --no-deps "${PIP_TARGET[@]}" -d "$CACHE/tools" "zstandard==0.25.0"
 }
 
-# Debian's CUDA 12.4 runtime (non-free, trixie) through a private apt state
-# that points at the mirror this machine's own apt uses; nothing of the
-# system's apt configuration changes.
+# Debian's CUDA 12.4 runtime (non-free, trixie: build_tools/debian_trixie.sh,
+# as the CUDA 12.4 toolchain is fetched); nothing of the system's apt changes.
 download_debs() {
   local pkgs=(libcudart12)
   [ "$WITH_CUBLAS12" = 1 ] && pkgs+=(libcublas12 libcublaslt12)
-  local apt="$CACHE/apt" uri
-  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$CACHE/debs"
-  uri="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
-  [ -n "$uri" ] || uri="$(awk '$1 == "deb" && $3 !~ /security/ {print $2; exit}' /etc/apt/sources.list)"
-  [ -n "$uri" ] || die "no Debian mirror found in this machine's apt sources"
-  printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-    "$uri" > "$apt/trixie.sources"
-  local o=(-o "Dir::Etc::sourcelist=$apt/trixie.sources" -o Dir::Etc::sourceparts=-
-           -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
-           -o APT::Architecture=amd64 -o APT::Architectures=amd64)
-  local missing=()
+  local missing=() p
+  mkdir -p "$CACHE/debs"
   for p in "${pkgs[@]}"; do compgen -G "$CACHE/debs/${p}_*.deb" >/dev/null || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
-    apt-get "${o[@]}" -qq update
-    (cd "$CACHE/debs" && apt-get "${o[@]}" -qq download "${missing[@]}")
+    # shellcheck source=build_tools/debian_trixie.sh
+    . "$here/build_tools/debian_trixie.sh"
+    trixie_download "$CACHE/debs" "${missing[@]}" || die "could not download ${missing[*]}"
   fi
-  for p in "${pkgs[@]}"; do compgen -G "$CACHE/debs/${p}_*.deb" >/dev/null || die "no $p deb"; done
   DEBS=()
-  for p in "${pkgs[@]}"; do DEBS+=("$(ls "$CACHE/debs/${p}"_*.deb | tail -1)"); done
+  for p in "${pkgs[@]}"; do
+    compgen -G "$CACHE/debs/${p}_*.deb" >/dev/null || die "no $p deb"
+    DEBS+=("$(ls "$CACHE/debs/${p}"_*.deb | tail -1)")
+  done
 }
 
-# The op library the way CI builds it (against tensorflow-cpu, nvcc here),
-# for `use-so` there.
+# The op library the way CI builds it (against this environment's
+# tensorflow-cpu, CUDA 12.4: build_tools/cuda12_toolchain.sh), or taken from a
+# wheel CI made (--ci-so=WHEEL), for `use-so` there.
 build_ci_so() {
-  local dir="$1"
-  if ! compgen -G "$dir/_lightseq_ops*.so" >/dev/null; then
-    mkdir -p "$dir"
-    log "building the op library as CI does (LIGHTSEQ_TF_CUDA=1) into $dir"
-    (cd "$here" && LIGHTSEQ_TF_CUDA=1 "$PY" -m build_tools.build -o "$dir/_lightseq_ops.so")
-  fi
-  [ -f "$dir/_build_info.py" ] || die "$dir has no _build_info.py beside the library"
+  local src="$1" dir="$CACHE/ci_so"
+  case "$src" in
+    *.whl)
+      rm -rf "$dir" && mkdir -p "$dir"
+      unzip -q -j -o "$src" 'lightseq_tf/_lightseq_ops*.so' 'lightseq_tf/_build_info.py' -d "$dir" ;;
+    "$dir")
+      if ! compgen -G "$dir/_lightseq_ops*.so" >/dev/null; then
+        mkdir -p "$dir"
+        log "building the op library as CI does (CUDA 12.4) into $dir"
+        (cd "$here" && LIGHTSEQ_TF_CUDA=1 \
+           LIGHTSEQ_TF_CUDA_HOME="${LIGHTSEQ_TF_CUDA_HOME:-$(build_tools/cuda12_toolchain.sh)}" \
+           "$PY" -m build_tools.build -o "$dir/_lightseq_ops.so")
+      fi ;;
+    *) rm -rf "$dir" && mkdir -p "$dir" && cp "$src"/_lightseq_ops*.so "$src/_build_info.py" "$dir/" ;;
+  esac
+  compgen -G "$dir/_lightseq_ops*.so" >/dev/null && [ -f "$dir/_build_info.py" ] ||
+    die "no op library with its _build_info.py from $src"
+  CI_SO="$dir"
 }
 
 # The tree inside the archive:
@@ -169,6 +182,7 @@ pack() {
   (cd "$STAGE" && sha256sum "$ARCHIVE".part* > parts.sha256)
   cp "$CACHE"/tools/zstandard-*.whl "$STAGE/tools/"
   cp "$CACHE/tree/MANIFEST.txt" "$STAGE/"
+  rm -rf "$CACHE/tree"  # 1.6 GB; the parts and the stamp are what a repeat checks
 }
 
 exclude_stage() {
@@ -217,7 +231,7 @@ stage() {
       --cublas12) WITH_CUBLAS12=1 ;;
       --no-include) WITH_INCLUDE=0 ;;
       --ci-so) CI_SO="$CACHE/ci_so" ;;
-      --ci-so=*) CI_SO="${a#--ci-so=}" ;;
+      --ci-so=*) CI_SO="$(cd "$(dirname "${a#--ci-so=}")" && pwd)/$(basename "${a#--ci-so=}")" ;;
       *) die "unknown stage option $a" ;;
     esac
   done
@@ -333,7 +347,7 @@ build_ops() {
   rm -f lightseq_tf/_lightseq_ops*.so
   LIGHTSEQ_TF_CUDA=1 LIGHTSEQ_TF_CUDA_ARCHS="${LIGHTSEQ_TF_CUDA_ARCHS:-90}" \
     LIGHTSEQ_TF_JOBS="${LIGHTSEQ_TF_JOBS:-$(nproc)}" "$PY" -m build_tools.build --inplace
-  "$PY" "$here/build_tools/tf_gpu/cuda_libs.py" --check-ops
+  "$PY" "$here/build_tools/tf_gpu/cuda_libs.py" --check-ops || [ "${TFGPU_DRY_RUN:-0}" = 1 ]
 }
 
 use_so() {
@@ -345,7 +359,7 @@ use_so() {
   rm -f lightseq_tf/_lightseq_ops*.so
   cp "$dir"/_lightseq_ops*.so "$dir/_build_info.py" lightseq_tf/
   log "using $(ls "$dir"/_lightseq_ops*.so): $(grep -h VERSION "$dir/_build_info.py" | tr '\n' ' ')"
-  "$PY" "$here/build_tools/tf_gpu/cuda_libs.py" --check-ops
+  "$PY" "$here/build_tools/tf_gpu/cuda_libs.py" --check-ops || [ "${TFGPU_DRY_RUN:-0}" = 1 ]
 }
 
 cmd="${1:-}"

@@ -37,11 +37,12 @@ REQUIRED = {
 OPTIONAL = {"libnccl.so.2": "libnccl"}
 
 
-def search_dirs(carried):
+def search_dirs(carried, extra=()):
     """Where the machine keeps CUDA libraries: the carried CUDA 12 folder
-    first, then every nvidia/*/lib of this Python's site-packages (PyTorch's
-    CUDA 13 wheels), torch/lib, the toolkit, the loader's cache."""
-    dirs = [carried] if carried else []
+    first, then `extra` (TFGPU_CUDA_LIB_DIRS), every nvidia/*/lib of this
+    Python's site-packages (PyTorch's CUDA 13 wheels: nvidia/cu13/lib,
+    nvidia/cudnn/lib, ...), torch/lib, the toolkit, the system's folder."""
+    dirs = ([carried] if carried else []) + list(extra)
     import site
     roots = site.getsitepackages() + [site.getusersitepackages()]
     for root in roots:
@@ -83,7 +84,8 @@ def find(soname, stem, dirs):
 
 
 def make_folder(carried, out, json_path):
-    dirs = search_dirs(carried)
+    extra = [d for d in os.environ.get("TFGPU_CUDA_LIB_DIRS", "").split(":") if d]
+    dirs = search_dirs(carried, extra)
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
         os.unlink(os.path.join(out, f))
@@ -175,6 +177,9 @@ def check_ops():
                                kernels.get_registered_kernels_for_op(op).kernel}]
     if no_gpu:
         print("no GPU kernels registered for", no_gpu, "(a CPU-only build?)")
+        return 1
+    if not tf.config.list_physical_devices("GPU"):
+        print("GPU kernels registered; none run: TensorFlow lists no GPU")
         return 1
     tf.config.set_soft_device_placement(False)
     x = np.random.default_rng(0).standard_normal((64, 512)).astype(np.float32)

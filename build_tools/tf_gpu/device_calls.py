@@ -34,8 +34,8 @@ def main():
             carry.append(tools)  # zstd for the device, as a wheel
         cmd = "build_tools/tf_gpu_env.sh receive"
         if i == len(parts) - 1:
-            cmd += (" && OUT=$OUT build_tools/tf_gpu_check.sh install use-so smoke build tests"
-                    if with_ci_so else " && OUT=$OUT build_tools/tf_gpu_check.sh install build tests")
+            cmd += " && build_tools/tf_gpu_check.sh install %s" % (
+                "use-so smoke build" if with_ci_so else "build smoke")
         print("  %d. run(command=%s, carry=%s, timeout_s=%d)"
               % (i + 1, json.dumps(cmd), json.dumps(carry), 600 if i == len(parts) - 1 else 300))
     print("\nThen (build_tools/tf_gpu_check.sh plan):")

@@ -1,7 +1,6 @@
 """The NeurST demo's driver and corpus for tests/tfgpu and benchmarks/tf_gpu_*:
-the one place that knows where the demo lives (it is moving from
-lightseq_tf/integrations/neurst/ to examples/neurst/) and how its corpus is
-made on the GPU test machine.
+the one place that knows where the demo lives (examples/neurst/) and how its
+corpus is made on the GPU test machine.
 
 The corpus there is built from the German gettext catalogs carried by
 build_tools/tf_gpu_env.sh stage ($TFGPU_ROOT/locale): the same real text as
@@ -11,21 +10,24 @@ catalogs (the demo would fall back to its generated corpus).
 import importlib
 import json
 import os
+import sys
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))), "examples", "neurst")
 
 
-def _first(*names):
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise ImportError("the NeurST demo is in none of %s" % (names,))
+def _import(name):
+    """A module of the demo's folder (examples/neurst: not a package; its
+    modules import each other by their plain names)."""
+    if EXAMPLE not in sys.path:
+        sys.path.insert(0, EXAMPLE)
+    return importlib.import_module(name)
 
 
 def demo():
     """The demo driver module: neurst_configs, make_initial_checkpoint, train,
-    decode, RUN_EXP, UPDATE, MODELS."""
-    module = _first("examples.neurst.demo", "lightseq_tf.integrations.neurst.demo")
+    decode, _run, MODELS."""
+    module = _import("demo")
     # The benchmarks' models, in the demo's own format (NeurST's
     # transformer_base / transformer_big, 6 + 6 layers).
     module.MODELS.setdefault("base", dict(dim=512, layers=6, heads=8, ffn=2048))
@@ -34,7 +36,7 @@ def demo():
 
 
 def corpus_module():
-    return _first("examples.neurst.demo_corpus", "lightseq_tf.integrations.neurst.demo_corpus")
+    return _import("demo_corpus")
 
 
 def corpus(out_dir, generated=False):

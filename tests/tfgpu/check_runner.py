@@ -12,18 +12,13 @@ import sys
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [here, os.path.join(here, "..", "common"), os.path.join(here, "..", "cpu")]
 
-from target import DEVICE, on_target  # noqa: E402
+from target import DEVICE, run_check  # noqa: E402
 
 
 def main(name):
-    import tensorflow as tf
     module = importlib.import_module(name)
     for check in module.CHECKS:
-        # strict=False: Keras keeps some bookkeeping (iterators, string
-        # ops of saving) on the host; our ops have kernels on the device.
-        with on_target(strict=False):
-            check()
-        tf.keras.mixed_precision.set_global_policy("float32")
+        run_check(check)
         print("passed", check.__name__, "on", DEVICE, flush=True)
     from lightseq_tf.layers._keras import KERAS3
     print("ALL OK keras", "3" if KERAS3 else "2.")

@@ -14,7 +14,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow processes (tf_keras, determinism, NeurST), which would get none.
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
-import pytest  # noqa: E402
 
 
 def pytest_configure(config):

@@ -140,3 +140,26 @@ def run_train_check(*args, **env):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["device"] == DEVICE, out
     return out
+
+
+def run_check(check):
+    """One of tests/cpu's layer / optimizer checks on the device under test
+    (Keras keeps some bookkeeping on the host: soft placement on)."""
+    try:
+        with on_target(strict=False):
+            check()
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def run_checks_tf_keras(module):
+    """A check module's CHECKS under tf_keras, in its own process
+    (check_runner.py): the Keras flavour is fixed when TF is first imported."""
+    import subprocess
+    import sys
+
+    from subprocess_env import subprocess_env
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "check_runner.py")
+    r = subprocess.run([sys.executable, script, module], env=subprocess_env(
+        TF_USE_LEGACY_KERAS="1"), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "ALL OK keras 2." in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]

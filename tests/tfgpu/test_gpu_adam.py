@@ -7,10 +7,6 @@ tf.config.experimental.enable_op_determinism() gives bit-identical training
 runs of a whole model."""
 import target  # noqa: F401  (first: skips this module where TensorFlow lists no GPU)
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,11 +15,8 @@ import lightseq_tf
 import optimizers_check
 import test_adam as adam_t
 import test_loss_scaling as ls_t
-from subprocess_env import subprocess_env
-from target import (DEVICE, assert_bits_equal, assert_placed, on_cpu, on_target,
-                    run_train_check)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from target import (assert_bits_equal, assert_placed, on_cpu, on_target, run_check,
+                    run_checks_tf_keras, run_train_check)
 
 
 def test_variables_live_on_the_device():
@@ -96,17 +89,12 @@ def test_mixed_float16_loss_scaling_skips_the_overflow_step():
 
 @pytest.mark.parametrize("check", optimizers_check.CHECKS, ids=lambda c: c.__name__)
 def test_lsadam_checks_keras3(check):
-    with on_target(strict=False):
-        check()
-    tf.keras.mixed_precision.set_global_policy("float32")
+    run_check(check)
 
 
 @pytest.mark.slow
 def test_lsadam_checks_tf_keras():
-    env = subprocess_env(TF_USE_LEGACY_KERAS="1")
-    r = subprocess.run([sys.executable, os.path.join(HERE, "check_runner.py"), "optimizers_check"],
-                       env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0 and "ALL OK keras 2." in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]
+    run_checks_tf_keras("optimizers_check")
 
 
 @pytest.mark.slow

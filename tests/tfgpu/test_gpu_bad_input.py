@@ -28,7 +28,7 @@ import test_heads as heads_t
 import test_layer_norm as ln_t
 import test_softmax as sm_t
 from lightseq_tf.ops._library import ops
-from target import ON_GPU, assert_placed, f32, on_target
+from target import ON_GPU, assert_placed, on_target
 from tolerances import rel_err
 
 

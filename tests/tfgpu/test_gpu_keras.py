@@ -9,10 +9,6 @@ around our ops fails with a message naming the op, or works, and never
 takes the process down."""
 import target  # noqa: F401  (first: skips this module where TensorFlow lists no GPU)
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,26 +16,19 @@ import tensorflow as tf
 import keras_layers_check
 import lightseq_tf
 import test_transformer_model as tm
-from subprocess_env import subprocess_env
-from target import assert_placed, on_cpu, on_target, run_train_check
+from target import (assert_placed, on_cpu, on_target, run_check, run_checks_tf_keras,
+                    run_train_check)
 from test_encoder_layer import TOL
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.mark.parametrize("check", keras_layers_check.CHECKS, ids=lambda c: c.__name__)
 def test_layer_checks_keras3(check):
-    with on_target(strict=False):
-        check()
-    tf.keras.mixed_precision.set_global_policy("float32")
+    run_check(check)
 
 
 @pytest.mark.slow
 def test_layer_checks_tf_keras():
-    r = subprocess.run([sys.executable, os.path.join(HERE, "check_runner.py"),
-                        "keras_layers_check"], env=subprocess_env(TF_USE_LEGACY_KERAS="1"),
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0 and "ALL OK keras 2." in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]
+    run_checks_tf_keras("keras_layers_check")
 
 
 def copy_batch(rng, n=32):

@@ -25,6 +25,7 @@ from target import ON_GPU
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "neurst"))
+neurst_demo.demo()  # puts examples/neurst on sys.path, as tests/neurst's conftest does
 import neurst_env  # noqa: E402
 import test_neurst_e2e as e2e  # noqa: E402
 
@@ -74,10 +75,12 @@ def test_neurst_own_tests_pass_natively_and_with_our_layers(tmp_path):
     if os.path.exists(sdist):
         (work / "sdist").mkdir(parents=True)
         (work / "sdist" / "neurst-0.1.2.tar.gz").write_bytes(open(sdist, "rb").read())
-    # the script runs `python`: this interpreter
+    # the script runs `python`: this interpreter (a wrapper, not a link: a
+    # virtual environment is found from the path the interpreter is run by)
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "python").symlink_to(sys.executable)
+    (bindir / "python").write_text('#!/bin/sh\nexec "%s" "$@"\n' % sys.executable)
+    (bindir / "python").chmod(0o755)
     env = dict(os.environ, PATH="%s:%s" % (bindir, os.environ.get("PATH", "")), **FP32)
     env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(
         os.pathsep) if p])

@@ -21,7 +21,7 @@ import test_heads as heads_t
 import test_layer_norm as ln_t
 import test_softmax as sm_t
 from target import (CPU, DEVICE, ON_GPU, assert_bits_equal, assert_placed, assert_same_zeros,
-                    both, f32, on_cpu, on_target, op_types_without_kernel, our_op_types)
+                    both, f32, on_target, op_types_without_kernel, our_op_types)
 from tolerances import REL, rel_err
 
 DTYPES = [tf.float32, tf.float16, tf.bfloat16]

@@ -13,7 +13,6 @@ import pytest
 import tensorflow as tf
 
 import lightseq_tf
-import test_decoder_layer_op as dec_op
 import test_decoder_step_op as step_op
 import test_encoder_layer as enc_t
 import test_encoder_layer_op as enc_op
