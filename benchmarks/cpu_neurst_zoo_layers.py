@@ -10,18 +10,16 @@ with the queries folded into its batch axis (composed around TF's MatMul).
 
     TF_USE_LEGACY_KERAS=1 PYTHONPATH=. python benchmarks/cpu_neurst_zoo_layers.py
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_neurst_layers import B, F, H, HEADS, L, RATE, fwd_bwd  # noqa: E402  (arms the hook)
+from cpu_neurst_layers import B, F, H, HEADS, L, RATE, fwd_bwd, main  # noqa: E402  (arms the hook)
 
 import tensorflow as tf  # noqa: E402
 from neurst.layers import layer_utils  # noqa: E402
 from neurst.layers import transformer_layers as tl  # noqa: E402
 
-from cpu_ops import measure_and_save  # noqa: E402
 from lightseq_tf.integrations.neurst import layers  # noqa: E402
 
 WAIT_K = 3
@@ -56,14 +54,6 @@ def cases():
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="benchmarks/results")
-    args = ap.parse_args()
-    measure_and_save(cases(), "cpu_neurst_zoo_layers",
-                     "NeurST zoo layer forms on CPU, training (dropout 0.1 both): ours vs NeurST's",
-                     args.out, iters=10)
-
-
 if __name__ == "__main__":
-    main()
+    main(cases, "cpu_neurst_zoo_layers",
+         "NeurST zoo layer forms on CPU, training (dropout 0.1 both): ours vs NeurST's")
