@@ -13,22 +13,24 @@ def save(rows, name, out_dir):
     return path
 
 
-def chart(rows, name, out_dir, title):
-    """Bar chart of ours vs torch vs bytes floor per case (ms, lower is better)."""
+def chart(rows, name, out_dir, title, keys=None, label=None, ylabel="ms (median)"):
+    """Bar chart per case: by default ours vs torch vs bytes floor (ms, lower
+    is better); `keys` (row fields), `label` (row -> tick label) and `ylabel`
+    for other measures."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['name']}\n{r['dtype']} {r['shape']}" for r in rows]
-    keys = [k for k in ("ours_ms", "torch_ms", "native_tf_ms", "bytes_floor_ms")
-            if all(k in r for r in rows)]
+    labels = [label(r) if label else f"{r['name']}\n{r['dtype']} {r['shape']}" for r in rows]
+    keys = keys or [k for k in ("ours_ms", "torch_ms", "native_tf_ms", "bytes_floor_ms")
+                    if all(k in r for r in rows)]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows)), 4))
     w = 0.8 / len(keys)
     for j, k in enumerate(keys):
-        ax.bar([i + j * w for i in range(len(rows))], [r[k] for r in rows], w, label=k)
+        ax.bar([i + j * w for i in range(len(rows))], [r.get(k) or 0 for r in rows], w, label=k)
     ax.set_xticks([i + w * (len(keys) - 1) / 2 for i in range(len(rows))])
     ax.set_xticklabels(labels, fontsize=7)
-    ax.set_ylabel("ms (median)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend()
     fig.tight_layout()

@@ -46,7 +46,7 @@ t0=$SECONDS
 work="$(mktemp -d "$cache/.fetch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/debs" "$work/root" "$work/home"
-trixie_download "$work/debs" "${PACKAGES[@]}"
+trixie_download "$work/debs" "${PACKAGES[@]}" || { log "or point LIGHTSEQ_TF_CUDA_HOME at a CUDA 12 toolkit"; exit 1; }
 log "fetched $(du -sm "$work/debs" | cut -f1) MB in $((SECONDS - t0)) s"
 
 # Only what compiling and linking need (the .debs' static libraries of

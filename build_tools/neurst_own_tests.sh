@@ -17,7 +17,9 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:-$(mktemp -d)}"
 mkdir -p "$work/sdist" "$work/tests" "$work/site"
 work="$(cd "$work" && pwd)"  # the tests run from inside it
-python -m pip download -q --no-deps --no-binary :all: "neurst==0.1.2" -d "$work/sdist"
+# An sdist already in WORKDIR/sdist is used as it is (machines without an index).
+[ -f "$work/sdist/neurst-0.1.2.tar.gz" ] ||
+  python -m pip download -q --no-deps --no-binary :all: "neurst==0.1.2" -d "$work/sdist"
 tar xzf "$work"/sdist/neurst-0.1.2.tar.gz -C "$work/sdist"
 src="$work/sdist/neurst-0.1.2/tests/neurst"
 find "$src/layers" "$src/models/transformer_test.py" -name '*_test.py' ! -name '*_pt_test.py' \

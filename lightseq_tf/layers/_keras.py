@@ -18,6 +18,15 @@ def variable_scope(name):
     return contextlib.nullcontext() if KERAS3 else tf.name_scope(name)
 
 
+def call_scope(layer):
+    """The name scope `layer.__call__` gives its variables, for a build() that
+    runs outside __call__: tf_keras names variables by it (entered here
+    unless already current); Keras 3's build wrapper enters it itself."""
+    if KERAS3 or tf.get_current_name_scope().rsplit("/", 1)[-1] == layer.name:
+        return contextlib.nullcontext()
+    return tf.name_scope(layer.name)
+
+
 def serializable(cls):
     return keras.utils.register_keras_serializable(package="lightseq_tf")(cls)
 

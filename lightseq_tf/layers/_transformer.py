@@ -61,6 +61,23 @@ def ffn_block(h, f):
                                                    dense_weights("dense2", f, h)])])
 
 
+def to_cache(t):  # [B, heads, L, d] -> NeurST's cache layout [B, L, heads, d]
+    return tf.transpose(t, [0, 2, 1, 3])
+
+
+def from_cache(t):  # [B, L, heads, d] -> [B, heads, L, d]
+    return tf.transpose(t, [0, 2, 1, 3])
+
+
+def append_to_cache(past, k, v, new_past):
+    """NeurST's dynamic cache: this call's keys/values [B, heads, n, d] after
+    the cached ones; the grown cache goes into new_past; returns all keys/values."""
+    k = tf.concat([from_cache(tf.cast(past["keys"], k.dtype)), k], axis=2)
+    v = tf.concat([from_cache(tf.cast(past["values"], v.dtype)), v], axis=2)
+    new_past["keys"], new_past["values"] = to_cache(k), to_cache(v)
+    return k, v
+
+
 def lengths_of(x, lengths, mask):
     """Key lengths [batch] from explicit lengths, a Keras mask (right padding) or none."""
     if lengths is not None:
@@ -110,6 +127,7 @@ class TransformerLayerBase(keras.layers.Layer):
     """
 
     whole_layer_op = "auto"
+    _caller_cache = None
 
     get_config = _keras.ConfigMethod(cfg.transformer_config)
 
@@ -119,6 +137,52 @@ class TransformerLayerBase(keras.layers.Layer):
         self.epsilon = float(epsilon)
         super().__init__(dtype=_keras.resolve_dtype(dtype, self.config.fp16), **kwargs)
         self.supports_masking = True
+
+    def __call__(self, *args, **kwargs):
+        # NeurST's protocol updates the caller's cache dict in place; Keras 3
+        # hands call() a converted copy of nested arguments, so keep the
+        # caller's own dict to write the new keys and values into (set past
+        # the trackable __setattr__, which would wrap the dict in a copy).
+        object.__setattr__(self, "_caller_cache", kwargs.get("cache"))
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            object.__setattr__(self, "_caller_cache", None)
+
+    def _self_attention_cache(self, length):
+        """NeurST's per-layer cache: keys/values [length, heads, head_dim]
+        (callers tile it by batch)."""
+        c = self.config
+        shape = [length, c.nhead, c.hidden_size // c.nhead]
+        return {"self_attention": {"keys": tf.zeros(shape, self.compute_dtype),
+                                   "values": tf.zeros(shape, self.compute_dtype)}}
+
+    def _store_cache(self, cache, new_past):
+        """The grown self-attention cache into the call's and the caller's dict."""
+        cache["self_attention"] = new_past
+        if self._caller_cache is not None:
+            self._caller_cache["self_attention"] = new_past
+
+    def _past(self, cache, x):
+        """cache["self_attention"] checked (NeurST's layout [batch, length,
+        heads, head_dim]) and the checks that need the data."""
+        past = cache.get("self_attention")
+        if past is None or set(past) != {"keys", "values"}:
+            raise ValueError('cache["self_attention"] must hold "keys" and "values" '
+                             "(create_decoding_internal_cache)")
+        c = self.config
+        want = [None, None, c.nhead, c.hidden_size // c.nhead]
+        checks = []
+        for name in ("keys", "values"):
+            t = past[name]
+            if t.shape.rank != 4 or any(w is not None and s is not None and s != w
+                                        for s, w in zip(t.shape, want)):
+                raise ValueError('cache["self_attention"]["%s"] must be [batch, length, %d, '
+                                 '%d], got %s' % (name, want[2], want[3], t.shape))
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(t)[0], tf.shape(x)[0],
+                message='cache["self_attention"]["%s"] batch differs from the input\'s' % name))
+        return past, checks
 
     def _checked_input(self, inputs, length_limit_of=None):
         """inputs cast to the compute dtype, plus the ops that check the
@@ -168,12 +232,28 @@ class TransformerLayerBase(keras.layers.Layer):
         return split_heads(out, self._w(dense.bias), self.config.nhead, splits)
 
     def _attend(self, q, k, v, key_lengths, causal, out_dense, residual, seed, train):
-        """residual + dropout(merge(softmax(q k^T) v) Wo + bo); q/k/v [B, heads, L, d]."""
+        """residual + dropout(merge(softmax(q k^T) v) Wo + bo); q/k/v [B, heads, L, d].
+        key_lengths: [B] (keys >= the length masked for every query) or
+        [B or 1, Lq] (a length per query, e.g. wait-k's lagged memory or a
+        monotonic encoder's causal-and-padding mask; then not `causal`)."""
         c = self.config
         b, length = tf.shape(residual)[0], tf.shape(residual)[1]
-        probs = attn_softmax(tf.matmul(q, k, transpose_b=True), key_lengths,
+        scores = tf.matmul(q, k, transpose_b=True)
+        per_query = key_lengths.shape.rank == 2
+        if per_query:
+            if causal:
+                raise ValueError("per-query key lengths already hold the causal mask")
+            # Each query its own row of the fused softmax: [B, h, Lq, Lk] -> [B * Lq, h, 1, Lk].
+            shape = tf.shape(scores)
+            scores = tf.reshape(tf.transpose(scores, [0, 2, 1, 3]),
+                                [shape[0] * shape[2], shape[1], 1, shape[3]])
+            key_lengths = tf.reshape(tf.broadcast_to(key_lengths, [shape[0], shape[2]]), [-1])
+        probs = attn_softmax(scores, key_lengths,
                              scale=1.0 / math.sqrt(c.hidden_size // c.nhead), causal=causal,
                              rate=c.attn_prob_dropout_ratio if train else 0.0, seed=seed)
+        if per_query:
+            probs = tf.transpose(tf.reshape(probs, [shape[0], shape[2], shape[1], shape[3]]),
+                                 [0, 2, 1, 3])
         context = tf.reshape(merge_heads(tf.matmul(probs, v)), [-1, c.hidden_size])
         out = tf.reshape(tf.matmul(context, self._w(out_dense.kernel)), [b, length, c.hidden_size])
         return bias_dropout_residual(out, self._w(out_dense.bias), residual,

@@ -35,14 +35,6 @@ from lightseq_tf.ops.decoder_layer import decoder_layer
 from lightseq_tf.ops.decoder_step import decoder_step
 
 
-def _to_cache(t):  # [B, heads, L, d] -> NeurST's [B, L, heads, d]
-    return tf.transpose(t, [0, 2, 1, 3])
-
-
-def _from_cache(t):  # [B, L, heads, d] -> [B, heads, L, d]
-    return tf.transpose(t, [0, 2, 1, 3])
-
-
 def _check_memory_batch(memory_batch, x):
     if memory_batch is not None and x.shape[0] is not None and memory_batch != x.shape[0]:
         raise ValueError("memory batch (%d) differs from the input batch (%d)"
@@ -56,12 +48,20 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
 
     Self-attention is causal (position i sees positions <= i, counting the
     cached ones before it). Memory keys >= memory_lengths[b] are masked
-    (memory_lengths, or memory_mask [batch, memory_length], or neither).
+    (memory_lengths, or memory_mask [batch, memory_length], or neither);
+    memory_lengths [batch, length] (or [1, length]) gives each query its own
+    limit, e.g. wait-k's lagged memory (those calls compose the fused ops:
+    the whole-layer and step ops take one length per sentence).
+    cross_attention=False makes a decoder-only layer (GPT-2's): no memory.
     Dropout streams: seed + 0/1 self-attention probabilities/output, + 2/3
     encoder-decoder attention, + 4/5 FFN activation/output.
     """
 
-    _caller_cache = None
+    def __init__(self, config, epsilon=1e-6, cross_attention=True, **kwargs):
+        """cross_attention=False: a decoder-only layer (GPT-2's; NeurST's
+        with_cross_attention=False): causal self-attention and FFN, no memory."""
+        self.cross_attention = bool(cross_attention)
+        super().__init__(config, epsilon=epsilon, **kwargs)
 
     def build(self, input_shape=None):
         c = self.config
@@ -71,50 +71,42 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
             tr.ln_weights("ln", h),
             tr.Weights("encdec_attention", parts=[tr.dense_weights("q_transform", h, h),
                                                   tr.dense_weights("kv_transform", h, 2 * h),
-                                                  tr.dense_weights("output_transform", h, h)])])
+                                                  tr.dense_weights("output_transform", h, h)])]) \
+            if self.cross_attention else None
         self.ffn_block = tr.ffn_block(h, c.intermediate_size)
         for block in (self.self_attention_block, self.encdec_attention_block, self.ffn_block):
-            block.build(input_shape)
+            if block is not None:
+                block.build(input_shape)
         self.built = True
 
-    def __call__(self, *args, **kwargs):
-        # NeurST's protocol updates the caller's cache dict in place; Keras 3
-        # hands call() a converted copy of nested arguments, so keep the
-        # caller's own dict to write the new keys and values into (set past
-        # the trackable __setattr__, which would wrap the dict in a copy).
-        object.__setattr__(self, "_caller_cache", kwargs.get("cache"))
-        try:
-            return super().__call__(*args, **kwargs)
-        finally:
-            object.__setattr__(self, "_caller_cache", None)
+    def keras_config(self):
+        return dict(super().keras_config(), cross_attention=self.cross_attention)
 
     def _encdec(self):
         return self.encdec_attention_block.parts["encdec_attention"]
 
     def create_decoding_internal_cache(self, decode_padded_length=None):
-        c = self.config
-        shape = [decode_padded_length or 0, c.nhead, c.hidden_size // c.nhead]
-        return {"self_attention": {"keys": tf.zeros(shape, self.compute_dtype),
-                                   "values": tf.zeros(shape, self.compute_dtype)}}
+        return self._self_attention_cache(decode_padded_length or 0)
 
     def memorize_memory(self, memory):
         """The memory's encoder-decoder keys and values, once per sentence."""
+        if not self.cross_attention:
+            raise ValueError("a decoder layer without cross-attention has no memory to memorize")
         if not self.built:
             self.build(memory.shape)
         k, v = tf.unstack(self._project(tf.cast(memory, self.compute_dtype),
                                         self._encdec().parts["kv_transform"], 2))
-        return {"memory": {"keys": _to_cache(k), "values": _to_cache(v)}}
+        return {"memory": {"keys": tr.to_cache(k), "values": tr.to_cache(v)}}
 
     def call(self, inputs, memory=None, memory_lengths=None, memory_mask=None, cache=None,
              decode_loop_step=None, training=None):
-        if memory is None and (cache is None or "memory" not in cache):
+        if not self.cross_attention:
+            if memory is not None or memory_lengths is not None or memory_mask is not None:
+                raise ValueError("this decoder layer has no cross-attention (cross_attention="
+                                 "False): memory, memory_lengths and memory_mask must be None")
+        elif memory is None and (cache is None or "memory" not in cache):
             raise ValueError("the decoder layer needs `memory` (or a cache from memorize_memory)")
-        past = None
-        if cache is not None:
-            past = cache.get("self_attention")
-            if past is None or set(past) != {"keys", "values"}:
-                raise ValueError('cache["self_attention"] must hold "keys" and "values" '
-                                 "(create_decoding_internal_cache)")
+        past, past_checks = (None, []) if cache is None else self._past(cache, inputs)
         if decode_loop_step is not None and past is None:
             raise ValueError("decode_loop_step needs a cache (the static-shape decoding mode)")
         if past is None:
@@ -131,49 +123,43 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
             checks.append(tf.debugging.assert_less(
                 tf.cast(decode_loop_step, tf.int32), tf.shape(past["keys"])[1],
                 message="decode_loop_step must be < the padded cache length"))
-        if past is not None:
-            c = self.config
-            want = [None, None, c.nhead, c.hidden_size // c.nhead]
-            for name in ("keys", "values"):
-                t = past[name]
-                if t.shape.rank != 4 or any(w is not None and s is not None and s != w
-                                            for s, w in zip(t.shape, want)):
-                    raise ValueError('cache["self_attention"]["%s"] must be [batch, length, %d, '
-                                     '%d], got %s' % (name, want[2], want[3], t.shape))
-                checks.append(tf.debugging.assert_equal(
-                    tf.shape(t)[0], tf.shape(x)[0],
-                    message='cache["self_attention"]["%s"] batch differs from the input\'s'
-                    % name))
+        checks += past_checks
         with tf.control_dependencies(checks):
             seed = _keras.draw_seed()
-        if past is None and memory is not None and self._use_whole_layer_op():
+        # The whole-layer and step ops take one memory length per sentence.
+        ops_fit = self.cross_attention and (memory_lengths is None or
+                                            tf.convert_to_tensor(memory_lengths).shape.rank == 1)
+        if not self.cross_attention:
+            mem_k = mem_v = mem_lengths = None
+        if past is None and memory is not None and ops_fit and self._use_whole_layer_op():
             memory = tf.cast(memory, self.compute_dtype)
             _check_memory_batch(memory.shape[0], x)
             mem_lengths = None if memory_lengths is None and memory_mask is None else \
                 tr.lengths_of(memory, memory_lengths, memory_mask)
             return _keras.by_training(training, lambda train: self._forward_op(
                 x, memory, mem_lengths, seed, train))
-        mem_cache = None if cache is None else cache.get("memory")
-        if mem_cache is None:
-            mem_cache = self.memorize_memory(memory)["memory"]
-        mem_lengths = tr.lengths_of(mem_cache["keys"], memory_lengths, memory_mask)
-        _check_memory_batch(mem_cache["keys"].shape[0], x)  # keys [B, S, heads, d]
+        if self.cross_attention:
+            mem_cache = None if cache is None else cache.get("memory")
+            if mem_cache is None:
+                mem_cache = self.memorize_memory(memory)["memory"]
+            mem_lengths = tr.lengths_of(mem_cache["keys"], memory_lengths, memory_mask)
+            _check_memory_batch(mem_cache["keys"].shape[0], x)  # keys [B, S, heads, d]
         # Incremental decoding is inference (dropout only if training=True is
         # passed, which the composed path serves).
-        if past is not None and training is not True and self._use_whole_layer_op():
+        if past is not None and training is not True and ops_fit and self._use_whole_layer_op():
             with tf.control_dependencies(checks):  # the step op takes no seed to hang them on
                 x = tf.identity(x)
             y, new_past = self._step_op(x, mem_cache, mem_lengths, past, decode_loop_step)
         else:
-            mem_k, mem_v = _from_cache(mem_cache["keys"]), _from_cache(mem_cache["values"])
+            if self.cross_attention:
+                mem_k, mem_v = tr.from_cache(mem_cache["keys"]), tr.from_cache(
+                    mem_cache["values"])
             if past is None:
                 return _keras.by_training(training, lambda train: self._forward(
                     x, mem_k, mem_v, mem_lengths, None, seed, train))
             y, new_past = self._forward(x, mem_k, mem_v, mem_lengths, past, seed,
                                         training is True, decode_loop_step)
-        cache["self_attention"] = new_past
-        if self._caller_cache is not None:
-            self._caller_cache["self_attention"] = new_past
+        self._store_cache(cache, new_past)
         return y
 
     def _forward_op(self, x, memory, mem_lengths, seed, train):
@@ -215,22 +201,19 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
 
     def _forward(self, x, mem_k, mem_v, mem_lengths, past, seed, train, step=None):
         sa = self.self_attention_block.parts["self_attention"]
-        ed = self._encdec()
         new_past = {}
 
         def self_attention(t, residual):
             q, k, v = tf.unstack(self._project(t, sa.parts["qkv_transform"], 3))
             causal = True
             if past is not None and step is None:  # dynamic cache: append
-                k = tf.concat([_from_cache(tf.cast(past["keys"], k.dtype)), k], axis=2)
-                v = tf.concat([_from_cache(tf.cast(past["values"], v.dtype)), v], axis=2)
-                new_past["keys"], new_past["values"] = _to_cache(k), _to_cache(v)
+                k, v = tr.append_to_cache(past, k, v, new_past)
             elif past is not None:  # static cache: write position `step`, attend to 0..step
                 at = tf.one_hot(tf.cast(step, tf.int32), tf.shape(past["keys"])[1], dtype=k.dtype)
                 at = tf.reshape(at, [1, 1, -1, 1])
-                k = _from_cache(tf.cast(past["keys"], k.dtype)) * (1 - at) + k * at
-                v = _from_cache(tf.cast(past["values"], v.dtype)) * (1 - at) + v * at
-                new_past["keys"], new_past["values"] = _to_cache(k), _to_cache(v)
+                k = tr.from_cache(tf.cast(past["keys"], k.dtype)) * (1 - at) + k * at
+                v = tr.from_cache(tf.cast(past["values"], v.dtype)) * (1 - at) + v * at
+                new_past["keys"], new_past["values"] = tr.to_cache(k), tr.to_cache(v)
                 causal = False  # one query: the key lengths below are the mask
             lengths = tf.fill(tf.shape(k)[:1], tf.shape(k)[2] if step is None
                               else tf.cast(step, tf.int32) + 1)
@@ -238,11 +221,13 @@ class LSTransformerDecoderLayer(tr.TransformerLayerBase):
                                 residual, seed, train)
 
         def encdec_attention(t, residual):
+            ed = self._encdec()
             q = self._project(t, ed.parts["q_transform"], 1)[0]
             return self._attend(q, mem_k, mem_v, mem_lengths, False, ed.parts["output_transform"],
                                 residual, seed + 2, train)
 
         x1 = self._block(x, self.self_attention_block.parts["ln"], self_attention)
-        x2 = self._block(x1, self.encdec_attention_block.parts["ln"], encdec_attention)
+        x2 = x1 if not self.cross_attention else self._block(
+            x1, self.encdec_attention_block.parts["ln"], encdec_attention)
         y = self._ffn(x2, self.ffn_block, seed + 4, train)
         return (y, new_past) if past is not None else y

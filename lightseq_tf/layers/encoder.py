@@ -27,8 +27,12 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
 
     Keys at positions >= lengths[b] are masked (right padding, as NeurST
     pads); `lengths` int [batch], or a Keras mask [batch, length] (its count
-    of True per row), or neither (no padding). Raises InvalidArgumentError
-    for length > max_seq_len or batch * length > max_batch_tokens. Dropout
+    of True per row), or neither (no padding). `lengths` [batch or 1, length]
+    gives each query its own key limit (a monotonic encoder's causal-and-
+    padding mask: min(lengths[b], i + 1)); such calls compose the fused ops.
+    `cache` (create_internal_cache, tiled): NeurST's streaming encoder; the
+    new positions' keys/values are appended and `lengths` count over all.
+    Raises InvalidArgumentError for length > max_seq_len or batch * length > max_batch_tokens. Dropout
     streams: seed + 0 attention probabilities, + 1 attention output, + 2 FFN
     activation, + 3 FFN output (those of cuda/layers/encoder_layer.cc).
     """
@@ -42,28 +46,50 @@ class LSTransformerEncoderLayer(tr.TransformerLayerBase):
         self.ffn_block.build(input_shape)
         self.built = True
 
-    def call(self, inputs, lengths=None, mask=None, training=None):
-        x, checks = self._checked_input(inputs)
-        with tf.control_dependencies(checks):
+    def call(self, inputs, lengths=None, mask=None, cache=None, training=None):
+        past, past_checks = (None, []) if cache is None else self._past(cache, inputs)
+        x, checks = self._checked_input(inputs, length_limit_of=None if past is None else
+                                        tf.shape(past["keys"])[1] + tf.shape(inputs)[1])
+        with tf.control_dependencies(checks + past_checks):
             seed = _keras.draw_seed()
-        lens = tr.lengths_of(x, lengths, mask)
+        if past is None:
+            lens = tr.lengths_of(x, lengths, mask)
+        elif mask is not None:
+            raise ValueError("with a cache, give `lengths` over the cached + new keys, "
+                             "not a mask of the new positions")
+        else:  # by default a new chunk sees every key, cached or new
+            lens = tf.cast(lengths, tf.int32) if lengths is not None else tf.fill(
+                tf.shape(x)[:1], tf.shape(past["keys"])[1] + tf.shape(x)[1])
+            y, new_past = self._forward_composed(x, lens, seed, training is True, past)
+            self._store_cache(cache, new_past)
+            return y
         return _keras.by_training(training, lambda train: self._forward(x, lens, seed, train))
 
+    def create_internal_cache(self):
+        """NeurST's streaming-encoder cache (TransformerEncoderLayer's): empty
+        self-attention keys/values [0, heads, head_dim], tiled by the caller."""
+        return self._self_attention_cache(0)
+
     def _forward(self, x, lengths, seed, train):
-        if self._use_whole_layer_op():
+        # The whole-layer op takes one key length per sentence.
+        if lengths.shape.rank == 1 and self._use_whole_layer_op():
             return self._forward_op(x, lengths, seed, train)
         return self._forward_composed(x, lengths, seed, train)
 
-    def _forward_composed(self, x, lengths, seed, train):
+    def _forward_composed(self, x, lengths, seed, train, past=None):
         sa = self.attention_block.parts["self_attention"]
+        new_past = {}
 
         def attention(t, residual):
             q, k, v = tf.unstack(self._project(t, sa.parts["qkv_transform"], 3))
+            if past is not None:
+                k, v = tr.append_to_cache(past, k, v, new_past)
             return self._attend(q, k, v, lengths, False, sa.parts["output_transform"], residual,
                                 seed, train)
 
         x1 = self._block(x, self.attention_block.parts["ln"], attention)
-        return self._ffn(x1, self.ffn_block, seed + 2, train)
+        y = self._ffn(x1, self.ffn_block, seed + 2, train)
+        return (y, new_past) if past is not None else y
 
     def _forward_op(self, x, lengths, seed, train):
         attention, ffn = self.attention_block.parts, self.ffn_block.parts

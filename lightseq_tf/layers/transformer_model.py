@@ -71,10 +71,34 @@ class LSTransformer(keras.Model):
                                              name="criterion")
 
     def build(self, input_shape=None):
-        for part in (self.encoder_output_ln, self.decoder_output_ln, self.output_projection):
-            if part is not None:
-                part.build(input_shape)
+        """Creates every variable from the config alone (no input shape is
+        needed), so that generate / encode / export_generator / load_weights
+        work on a model that was never called. Each part builds under the
+        name scope its call would give it: the variables are named as in a
+        model built by a forward call, however build is reached."""
+        h = self.config.hidden_size
+        with _keras.call_scope(self):
+            for layer in (self.src_embedding, self.tgt_embedding):  # one when shared
+                if not layer.built:
+                    with _keras.call_scope(layer):
+                        layer.build([None, None])
+            for layer in self.encoder_layers + self.decoder_layers:
+                if not layer.built:
+                    with _keras.call_scope(layer):
+                        layer.build([None, None, h])
+            for part in (self.encoder_output_ln, self.decoder_output_ln,
+                         self.output_projection):
+                if part is not None:  # Weights: scoped by their own build
+                    part.build([None, None, h])
         self.built = True
+
+    def _built(self):
+        """The model, built on first use outside a call (generate, encode,
+        ...); eagerly, also when that first use is inside a tf.function."""
+        if not self.built:
+            with tf.init_scope():
+                self.build()
+        return self
 
     # --- the pieces -------------------------------------------------------
 
@@ -88,6 +112,7 @@ class LSTransformer(keras.Model):
 
     def encode(self, src_ids, training=None):
         """-> (memory [batch, src_len, hidden], source lengths [batch])."""
+        self._built()
         src_ids = self._checked_ids(src_ids, "source ids")
         lengths = self._lengths(src_ids)
         x = self.src_embedding(src_ids, training=training)
@@ -97,6 +122,7 @@ class LSTransformer(keras.Model):
 
     def project(self, x):
         """Hidden states [..., hidden] -> logits [..., vocab_size]."""
+        self._built()
         kernel = self.output_projection.kernel if self.output_projection is not None \
             else self.tgt_embedding.embeddings
         flat = tf.reshape(x, [-1, self.config.hidden_size])
@@ -105,6 +131,8 @@ class LSTransformer(keras.Model):
         return tf.reshape(logits, tf.concat([tf.shape(x)[:-1], [self.config.vocab_size]], 0))
 
     def decode(self, tgt_ids, memory, memory_lengths, training=None):
+        """Target input ids [batch, tgt_len] over encode's memory -> logits."""
+        self._built()
         tgt_ids = self._checked_ids(tgt_ids, "target ids")
         x = self.tgt_embedding(tgt_ids, training=training)
         for layer in self.decoder_layers:
@@ -140,7 +168,7 @@ class LSTransformer(keras.Model):
         log-probability over GNMT's length penalty ((5 + n) / 6) **
         length_penalty).
         """
-        c = self.config
+        c = self._built().config
         if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
             raise ValueError("beam_size must be an int >= 1, got %r" % (beam_size,))
         if length_penalty < 0:
@@ -182,7 +210,7 @@ class LSTransformer(keras.Model):
         tf.saved_model.load and runs without lightseq_tf's Python classes
         (the op library must be loaded: import lightseq_tf, or
         tf.load_op_library on its .so)."""
-        model = self
+        model = self._built()
 
         class Generator(tf.Module):
             def __init__(self):
@@ -199,6 +227,12 @@ class LSTransformer(keras.Model):
         gen = Generator()
         tf.saved_model.save(gen, path, signatures={"serving_default": gen.generate})
         return path
+
+    def load_weights(self, *args, **kwargs):
+        """Keras' load_weights, also into a model that was never called (its
+        variables are made from the config first)."""
+        self._built()
+        return super().load_weights(*args, **kwargs)
 
     def keras_config(self):
         base = keras.layers.Layer.get_config(self)

@@ -196,7 +196,23 @@ def check_transformer_model():
     np.testing.assert_array_equal(out["ids"].numpy(), ids.numpy())
 
 
-CHECKS = [check_encoder_layer, check_decoder_layer, check_transformer_model, check_embedding_values_and_gradient, check_training_flag_and_seeds,
+def check_transformer_model_from_fresh_objects():
+    """generate / encode / export_generator / load_weights on a model that
+    was never called (test_transformer_model's fresh-object tests)."""
+    import pathlib
+    import test_transformer_model as tm
+    tm.test_fresh_model_generates()
+    tm.test_fresh_model_generates_inside_a_tf_function()
+    tm.test_fresh_model_encodes(pre_ln=False)
+    for test in (tm.test_fresh_model_exports_its_generator,
+                 tm.test_fresh_model_loads_weights_then_generates):
+        with tempfile.TemporaryDirectory() as d:
+            test(pathlib.Path(d))
+
+
+CHECKS = [check_encoder_layer, check_decoder_layer, check_transformer_model,
+          check_transformer_model_from_fresh_objects, check_embedding_values_and_gradient,
+          check_training_flag_and_seeds,
           check_mixed_precision, check_limits, check_model_save_and_reload,
           check_cross_entropy_layer]
 

@@ -40,11 +40,16 @@ def config(pre_ln, act="relu", **kw):
 
 
 def neurst_reference(x, memory, mem_lengths, w, c, eps=1e-6):
+    """memory None: a layer without cross-attention; mem_lengths [B] or, per
+    query, [B, Lq] (NeurST's bias [B, Lq, S], e.g. wait-k's)."""
     b, lq, h = x.shape
     heads, d = c.nhead, c.hidden_size // c.nhead
     causal = tf.cast((1.0 - tf.linalg.band_part(tf.ones([lq, lq]), -1, 0)) * -1e9, x.dtype)
-    pad = tf.cast(tf.range(memory.shape[1])[None, :] >= mem_lengths[:, None], x.dtype)
-    mem_bias = (pad * -1e9)[:, None, None, :]
+    if memory is not None:
+        per_query = mem_lengths[..., None] if mem_lengths.shape.rank == 2 else \
+            mem_lengths[:, None, None]
+        pad = tf.cast(tf.range(memory.shape[1])[None, None, :] >= per_query, x.dtype)
+        mem_bias = (pad * -1e9)[:, None]  # [B, 1, Lq or 1, S]
 
     def ln(t, name):
         mean, var = tf.nn.moments(t, [-1], keepdims=True)
@@ -85,7 +90,8 @@ def neurst_reference(x, memory, mem_lengths, w, c, eps=1e-6):
         return ln(t + fn(t), name + "/ln")
 
     y = block(x, self_att, "self_attention_prepost_wrapper")
-    y = block(y, cross_att, "encdec_attention_prepost_wrapper")
+    if memory is not None:
+        y = block(y, cross_att, "encdec_attention_prepost_wrapper")
     return block(y, ffn, "ffn_prepost_wrapper")
 
 
@@ -257,3 +263,71 @@ def test_full_layer_gradient_check(pre_ln):
     for th, nu in zip(theoretical, numerical):
         assert np.abs(th).max() > 0.1
         np.testing.assert_allclose(th, nu, atol=2e-3)
+
+
+def _check_against_reference(layer, c, call, ref_call, srcs_in):
+    """Outputs and the gradients of the inputs and every variable (float32)."""
+    w = weights(layer)
+    names = sorted(w)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(srcs_in)
+        y, ref = call(), ref_call(w)
+    srcs = list(srcs_in) + [w[n] for n in names]
+    dy = tf.random.stateless_normal(y.shape, [5, 6])
+    got = tape.gradient(y, srcs, output_gradients=dy)
+    want = tape.gradient(ref, srcs, output_gradients=dy)
+    assert rel_err(y, ref.numpy()) < TOL["float32"]
+    for name, g, r in zip(["input%d" % i for i in range(len(srcs_in))] + names, got, want):
+        assert g is not None, name
+        assert rel_err(tf.convert_to_tensor(g), tf.convert_to_tensor(r).numpy()) < \
+            TOL["float32"], name
+
+
+@pytest.mark.parametrize("pre_ln", [True, False], ids=["pre_ln", "post_ln"])
+def test_memory_lengths_per_query_match_neurst_math(pre_ln):
+    """Wait-k's lagged memory: query i sees min(length[b], i + k) memory keys."""
+    c, layer, x, memory, mem_lengths = make(pre_ln, "gelu")
+    per_query = tf.minimum(mem_lengths[:, None], tf.range(x.shape[1])[None, :] + 2)
+    _check_against_reference(
+        layer, c, lambda: layer(x, memory, memory_lengths=per_query, training=False),
+        lambda w: neurst_reference(x, memory, per_query, w, c), [x, memory])
+    # [1, Lq]: one limit per query for the whole batch
+    one = per_query[1:2]
+    np.testing.assert_allclose(
+        layer(x, memory, memory_lengths=one).numpy(),
+        neurst_reference(x, memory, tf.tile(one, [3, 1]), weights(layer), c).numpy(),
+        rtol=TOL["float32"], atol=TOL["float32"])
+
+
+def make_decoder_only(pre_ln=True):
+    c = config(pre_ln, "gelu")
+    layer = lightseq_tf.LSTransformerDecoderLayer(c, cross_attention=False)
+    x = tf.random.stateless_normal([3, 6, 32], [1, 2])
+    layer(x)
+    randomize(layer)
+    return c, layer, x
+
+
+@pytest.mark.parametrize("pre_ln", [True, False], ids=["pre_ln", "post_ln"])
+def test_without_cross_attention_matches_neurst_math(pre_ln):
+    """GPT-2's layer (NeurST's with_cross_attention=False)."""
+    c, layer, x = make_decoder_only(pre_ln)
+    assert sorted(weights(layer)) == sorted(n for n in NAMES if "encdec" not in n)
+    _check_against_reference(layer, c, lambda: layer(x, training=False),
+                             lambda w: neurst_reference(x, None, None, w, c), [x])
+
+
+def test_without_cross_attention_decodes_incrementally_and_round_trips():
+    c, layer, x = make_decoder_only()
+    cache = {k: tf.tile(v[None], [3, 1, 1, 1])
+             for k, v in layer.create_decoding_internal_cache()["self_attention"].items()}
+    cache = {"self_attention": cache}
+    steps = [layer(x[:, t:t + 1], cache=cache) for t in range(x.shape[1])]
+    np.testing.assert_allclose(tf.concat(steps, 1).numpy(), layer(x).numpy(),
+                               rtol=TOL["float32"], atol=TOL["float32"])
+    clone = lightseq_tf.LSTransformerDecoderLayer.from_config(layer.get_config())
+    assert clone.cross_attention is False
+    with pytest.raises(ValueError, match="no cross-attention"):
+        layer(x, tf.zeros([3, 5, 32]))
+    with pytest.raises(ValueError, match="no memory to memorize"):
+        layer.memorize_memory(tf.zeros([3, 5, 32]))

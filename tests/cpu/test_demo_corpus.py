@@ -1,6 +1,7 @@
-"""demo_corpus: .mo parsing, each cleaning rule, the dev split, the files for
-NeurST and their determinism, the generated corpus, and the real catalogs of
-this machine where it has them."""
+"""examples/neurst/demo_corpus: .mo parsing, each cleaning rule, the dev
+split, the files for NeurST and their determinism, the generated corpus, and
+the real catalogs of this machine where it has them. That the training files
+are what NeurST's own pipeline makes of the text: tests/neurst."""
 import filecmp
 import functools
 import glob
@@ -9,9 +10,8 @@ import struct
 import subprocess
 import sys
 
+import demo_corpus as dc  # examples/neurst (conftest puts it on sys.path)
 import pytest
-
-from lightseq_tf.integrations.neurst import demo_corpus as dc
 
 HEADER = (b"Project-Id-Version: test\nContent-Type: text/plain; charset=%s\n"
           b"Plural-Forms: nplurals=2; plural=(n != 1);\n")
@@ -145,14 +145,18 @@ def test_split_dev():
 
 
 def test_learn_and_apply_bpe():
-    # Sennrich et al.'s example; "es" and "est" tie with 9, the smaller pair first.
-    merges = dc.learn_bpe({"low": 5, "lower": 2, "newest": 6, "widest": 3}, 100)
-    assert merges[:3] == [("e", "s"), ("es", "t</w>"), ("l", "o")]
-    encoder = dc.BPEEncoder(merges)
-    assert encoder.line("lowest newer") == "low@@ est n@@ ew@@ er"
-    assert encoder.line("a") == "a"
-    assert dc.learn_bpe({"ab": 1}, 100) == []  # min_frequency 2
-    assert len(dc.learn_bpe({"abcdef": 9}, 3)) == 3
+    # Sennrich et al.'s example, worked by hand with subword-nmt's rules: the
+    # most frequent pair first, ties to the larger pair ("s t</w>" before
+    # "e s", both 9; then "w est</w>" > "n e" > "e w", all 6).
+    codes = dc.learn_bpe({"low": 5, "lower": 2, "newest": 6, "widest": 3}, 100)
+    assert codes.splitlines() == [
+        "#version: 0.2", "s t</w>", "e st</w>", "l o", "w est</w>", "n e", "ne west</w>",
+        "lo w</w>", "w i", "wi d", "wid est</w>", "w e", "we r</w>", "lo wer</w>"]
+    encoder = dc.BPEEncoder(codes)
+    assert encoder.line("lowest newer") == "lo@@ west ne@@ wer"  # merges in rank order
+    assert encoder.line("  a  low ") == "a low"  # single spaces
+    assert dc.learn_bpe({"ab": 1}, 100) == "#version: 0.2\n"  # min_frequency 2
+    assert len(dc.learn_bpe({"abcdef": 9}, 3).splitlines()) == 4  # num_merges
 
 
 def make_locale(root, n=40):
@@ -182,7 +186,8 @@ def check_files(info):
     assert not {s for s, _ in train} & {s for s, _ in dev}
     codes = read(files["codes"])
     assert codes[0] == "#version: 0.2" and len(codes) == info["bpe_merges"] + 1
-    encoder = dc.BPEEncoder([tuple(line.split()) for line in codes[1:]])
+    assert all(len(line.split(" ")) == 2 for line in codes[1:])
+    encoder = dc.BPEEncoder("\n".join(codes) + "\n")
     vocab = {line.split()[0] for line in read(files["vocab"])}
     assert len(vocab) == info["vocab_size"]
     longest = 0
@@ -263,11 +268,8 @@ def test_real_catalogs():
 
 
 def test_imports_neither_tensorflow_nor_neurst():
-    # Loaded from its file: the lightseq_tf package itself imports TensorFlow.
-    code = ("import importlib.util, sys\n"
-            "spec = importlib.util.spec_from_file_location('demo_corpus', %r)\n"
-            "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+    code = ("import sys; sys.path.insert(0, %r); import demo_corpus; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('tensorflow', 'neurst', 'lightseq_tf')))" % dc.__file__)
+            "('tensorflow', 'neurst', 'lightseq_tf')))" % os.path.dirname(dc.__file__))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

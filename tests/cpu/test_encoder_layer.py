@@ -44,8 +44,9 @@ def neurst_reference(x, lengths, w, c, eps):
     """NeurST's encoder layer (transformer_layers.py + multi_head_attention.py)."""
     b, length, h = x.shape
     heads, d = c.nhead, c.hidden_size // c.nhead
-    pad = tf.cast(tf.range(length)[None, :] >= lengths[:, None], x.dtype)
-    bias = (pad * -1e9)[:, None, None, :]
+    per_query = lengths[..., None] if lengths.shape.rank == 2 else lengths[:, None, None]
+    pad = tf.cast(tf.range(length)[None, None, :] >= per_query, x.dtype)
+    bias = (pad * -1e9)[:, None]  # [B, 1, L or 1, L]; lengths [B, L]: one per query
 
     def ln(t, name):
         mean, var = tf.nn.moments(t, [-1], keepdims=True)
@@ -245,3 +246,59 @@ def test_full_layer_gradient_check(pre_ln):
         lambda t: layer(t, lengths=lengths), [x], delta=1e-2)
     assert np.abs(theoretical[0]).max() > 0.1  # not trivially zero
     np.testing.assert_allclose(theoretical[0], numerical[0], atol=2e-3)
+
+
+def _causal_lengths(lengths, length):
+    """A monotonic encoder's mask as a key limit per query: min(length[b], i + 1)."""
+    return tf.minimum(lengths[:, None], tf.range(length)[None, :] + 1)
+
+
+@pytest.mark.parametrize("pre_ln", [True, False], ids=["pre_ln", "post_ln"])
+def test_lengths_per_query_match_neurst_math(pre_ln):
+    """NeurST's attention_monotonic encoder (wait-k): causal and padding."""
+    c = config(pre_ln, "gelu")
+    layer = lightseq_tf.LSTransformerEncoderLayer(c)
+    x = tf.random.stateless_normal([3, 6, 32], [7, 8])
+    per_query = _causal_lengths(tf.constant([6, 4, 1]), 6)
+    layer(x, lengths=per_query)
+    randomize(layer)
+    w = weights(layer)
+    names = sorted(w)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = layer(x, lengths=per_query, training=False)
+        ref = neurst_reference(x, per_query, w, c, layer.epsilon)
+    dy = tf.random.stateless_normal(x.shape, [1, 1])
+    srcs = [x] + [w[n] for n in names]
+    for name, g, r in zip(["x"] + names, tape.gradient(y, srcs, output_gradients=dy),
+                          tape.gradient(ref, srcs, output_gradients=dy)):
+        assert rel_err(tf.convert_to_tensor(g), tf.convert_to_tensor(r).numpy()) < \
+            TOL["float32"], name
+    assert rel_err(y, ref.numpy()) < TOL["float32"]
+
+
+def test_streaming_cache_equals_the_causal_forward():
+    """NeurST's incremental_encode protocol: chunks of 2, 1, 3 positions
+    appended to the cache, each seeing the cached keys and (per-query
+    lengths) its chunk's earlier positions, equal the causal full forward."""
+    layer = lightseq_tf.LSTransformerEncoderLayer(config(True, "relu"))
+    x = tf.random.stateless_normal([2, 6, 32], [9, 9])
+    layer(x)  # builds
+    randomize(layer)
+    full = layer(x, lengths=_causal_lengths(tf.constant([6, 6]), 6))
+    shape = [2, 0, 4, 8]
+    cache = {"self_attention": {"keys": tf.zeros(shape), "values": tf.zeros(shape)}}
+    outs, start = [], 0
+    for n in (2, 1, 3):
+        limits = tf.range(start, start + n)[None, :] + 1  # [1, n] over cached + new keys
+        outs.append(layer(x[:, start:start + n], lengths=limits if n > 1 else None,
+                          cache=cache))
+        start += n
+    assert cache["self_attention"]["keys"].shape == [2, 6, 4, 8]
+    np.testing.assert_allclose(tf.concat(outs, 1).numpy(), full.numpy(),
+                               rtol=TOL["float32"], atol=TOL["float32"])
+    with pytest.raises(ValueError, match="not a mask"):
+        layer(x[:, :1], mask=tf.ones([2, 1], tf.bool), cache=cache)
+    with pytest.raises(ValueError, match="must hold"):
+        layer(x[:, :1], cache={"self_attention": {"keys": cache["self_attention"]["keys"]}})
+    assert set(layer.create_internal_cache()["self_attention"]) == {"keys", "values"}

@@ -149,6 +149,89 @@ def test_exported_generator_runs_without_the_python_classes(tmp_path):
     np.testing.assert_allclose(out["scores"].numpy(), want_scores.numpy(), rtol=1e-6)
 
 
+# A model that was never called builds itself on first use, from its config
+# alone. Each use below starts from a fresh object, and the same object after
+# a forward call (which Keras would have built it by) must give exactly the
+# same result: nothing is rebuilt or re-initialised by the call.
+
+def relative_names(model):
+    """(variable path below the model's name, shape), in model.weights order."""
+    return [((getattr(v, "path", None) or v.name).split("/", 1)[1].split(":")[0],
+             tuple(v.shape)) for v in model.weights]
+
+
+def forward(model, src):
+    return model((src, tf.fill(tf.shape(src), BOS)), training=False)
+
+
+def test_fresh_model_generates():
+    tf.random.set_seed(11)
+    fresh = lightseq_tf.LSTransformer(model_config(tie_output=False))
+    src = source_batch(5)
+    ids, scores = fresh.generate(src, beam_size=2, max_len=6)
+    called = built(tie_output=False)
+    assert relative_names(fresh) == relative_names(called)  # as a forward call builds it
+    forward(fresh, src)
+    again = fresh.generate(src, beam_size=2, max_len=6)
+    np.testing.assert_array_equal(again[0].numpy(), ids.numpy())
+    np.testing.assert_array_equal(again[1].numpy(), scores.numpy())
+    np.testing.assert_allclose(scores.numpy(), rescore(fresh, src, ids, 0.6), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_fresh_model_generates_inside_a_tf_function():
+    """First use inside a traced function: the variables are made eagerly."""
+    tf.random.set_seed(12)
+    fresh = lightseq_tf.LSTransformer(model_config(share_embeddings=False,
+                                                   src_vocab_size=V + 2))
+    src = source_batch(6)
+    ids, scores = tf.function(lambda s: fresh.generate(s, beam_size=2, max_len=6))(src)
+    forward(fresh, src)
+    again = fresh.generate(src, beam_size=2, max_len=6)
+    np.testing.assert_array_equal(again[0].numpy(), ids.numpy())
+    np.testing.assert_allclose(again[1].numpy(), scores.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("pre_ln", [True, False], ids=["pre_ln", "post_ln"])
+def test_fresh_model_encodes(pre_ln):
+    tf.random.set_seed(13)
+    fresh = lightseq_tf.LSTransformer(model_config(pre_layer_norm=pre_ln))
+    src = source_batch(7)
+    memory, lengths = fresh.encode(src)
+    forward(fresh, src)
+    memory2, lengths2 = fresh.encode(src)
+    np.testing.assert_array_equal(memory2.numpy(), memory.numpy())
+    np.testing.assert_array_equal(lengths2.numpy(), lengths.numpy())
+
+
+def test_fresh_model_exports_its_generator(tmp_path):
+    tf.random.set_seed(14)
+    fresh = lightseq_tf.LSTransformer(model_config())
+    fresh.export_generator(str(tmp_path / "gen"), beam_size=2, max_len=5)
+    src = source_batch(8)
+    out = tf.saved_model.load(str(tmp_path / "gen")).signatures["serving_default"](src_ids=src)
+    forward(fresh, src)
+    ids, scores = fresh.generate(src, beam_size=2, max_len=5)
+    np.testing.assert_array_equal(out["ids"].numpy(), ids.numpy())
+    np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_fresh_model_loads_weights_then_generates(tmp_path):
+    tf.random.set_seed(15)
+    trained = built(tie_output=False)
+    path = str(tmp_path / "model.weights.h5")
+    trained.save_weights(path)
+    fresh = lightseq_tf.LSTransformer(model_config(tie_output=False))
+    fresh.load_weights(path)
+    for a, b in zip(fresh.weights, trained.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    src = source_batch(9)
+    ids, scores = fresh.generate(src, beam_size=3, max_len=6)
+    want_ids, want_scores = trained.generate(src, beam_size=3, max_len=6)
+    np.testing.assert_array_equal(ids.numpy(), want_ids.numpy())
+    np.testing.assert_allclose(scores.numpy(), want_scores.numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_keras_fit_and_config_round_trip():
     tf.random.set_seed(9)
     model = built(hidden_dropout_ratio=0.1)

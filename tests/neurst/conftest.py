@@ -5,6 +5,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "common"))
+# The NeurST demo and its corpus builder (examples, not part of the package).
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples", "neurst"))
 
 if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
     raise RuntimeError("run tests/neurst in its own pytest process (TensorFlow was already "

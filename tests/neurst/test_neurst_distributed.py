@@ -14,10 +14,12 @@ import subprocess
 import numpy as np
 import pytest
 import tensorflow as tf
+
+import demo  # examples/neurst (conftest puts it on sys.path)
+import demo_corpus
 from neurst_env import subprocess_env
 from ports import free_ports
 
-from lightseq_tf.integrations.neurst import demo, demo_corpus
 
 STEPS = 30
 # Appended to the workers' sitecustomize: reports (once, when NeurST's

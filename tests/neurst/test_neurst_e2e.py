@@ -5,9 +5,11 @@ its generated corpus (deterministic, available on any machine)."""
 import os
 
 import pytest
+
+import demo  # examples/neurst (conftest puts it on sys.path)
+import demo_corpus
 from neurst_env import subprocess_env
 
-from lightseq_tf.integrations.neurst import demo, demo_corpus
 
 STEPS = 200
 

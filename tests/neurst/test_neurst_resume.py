@@ -10,9 +10,11 @@ import subprocess
 import numpy as np
 import pytest
 import tensorflow as tf
+
+import demo  # examples/neurst (conftest puts it on sys.path)
+import demo_corpus
 from neurst_env import subprocess_env
 
-from lightseq_tf.integrations.neurst import demo, demo_corpus
 
 STEPS, SAVE = 40, 10
 

@@ -3,15 +3,16 @@ NeurST's modules load (no NeurST source is edited or copied).
 
 `install()` puts a finder in front of sys.meta_path. For every `neurst.*`
 module it wraps the normal loader: the module runs with
-`compat.NeurSTImports` as its `__import__`, and where `swaps.patches()` names
-the module, the patch runs right after the module body, before any other
-NeurST module can bind the patched names.
+`compat.NeurSTImports` as its `__import__`, and where `swaps.patches()`
+(acceleration on) or `compute_dtype` (always) names the module, the patch
+runs right after the module body, before any other NeurST module can bind
+the patched names.
 """
 import importlib.abc
 import os
 import sys
 
-from lightseq_tf.integrations.neurst import compat
+from lightseq_tf.integrations.neurst import compat, compute_dtype
 
 ENV = "LIGHTSEQ_TF_NEURST"
 
@@ -99,6 +100,8 @@ def install(env=None):
         patches = swaps.patches(native)
         if native:
             reason += "; %s_NATIVE=%s" % (ENV, ",".join(native))
+    # On or off: NeurST's float16 default is slow on a CPU without our layers too.
+    patches = compute_dtype.add_patches(patches)
     imports = compat.NeurSTImports()
     sys.meta_path.insert(0, NeurSTFinder(imports, patches))
     _state.update(mappings=imports.mappings, accelerated=on, reason=reason)

@@ -44,19 +44,31 @@ def _config(native):
 
 
 def lengths_from_bias(bias, what):
-    """Key lengths from NeurST's additive padding bias [batch, length] (0 for
-    tokens, FLOAT_MIN for padding), with a check that the padding is on the
-    right, which is what our attention masks (NeurST always pads right)."""
-    if bias.shape.rank != 2:
-        raise ValueError(
-            "lightseq_tf's NeurST layers take a padding bias [batch, length] for %s, got rank %s "
-            "(a wait-k or monotonic attention bias?); run this model with LIGHTSEQ_TF_NEURST=0"
-            % (what, bias.shape.rank))
+    """Key lengths from NeurST's additive attention bias (0 where a key is
+    seen, FLOAT_MIN where not), with a check that every row sees a prefix of
+    the keys, which is what our attention masks (NeurST pads right):
+    - [batch, keys], a padding bias: lengths [batch];
+    - [batch or 1, queries, keys] or [batch or 1, 1, queries, keys], a bias
+      per query (wait-k's lagged memory; a monotonic encoder's causal and
+      padding mask): lengths [batch or 1, queries], one per query;
+    - None: None (every key seen)."""
+    if bias is None:
+        return None
+    rank = bias.shape.rank
+    if rank == 4:
+        if bias.shape[1] != 1:
+            raise ValueError("lightseq_tf's NeurST layers take one attention bias for all heads "
+                             "([batch, 1, queries, keys]) for %s, got shape %s" % (what, bias.shape))
+        bias = bias[:, 0]
+    elif rank not in (2, 3):
+        raise ValueError("lightseq_tf's NeurST layers take an attention bias of rank 2, 3 or 4 "
+                         "for %s, got rank %s" % (what, rank))
     keep = bias > -1.0  # FLOAT_MIN is -1e9 (float32) or -6e4 (float16)
-    lengths = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)
+    lengths = tf.reduce_sum(tf.cast(keep, tf.int32), axis=-1)
     check = tf.debugging.assert_equal(
-        keep, tf.sequence_mask(lengths, tf.shape(bias)[1]),
-        message="lightseq_tf: %s padding must be at the right end of each row" % what)
+        keep, tf.sequence_mask(lengths, tf.shape(bias)[-1]),
+        message="lightseq_tf: %s attention bias must mask a suffix of the keys in each row "
+        "(padding at the right end)" % what)
     with tf.control_dependencies([check]):
         return tf.identity(lengths)
 
@@ -68,12 +80,14 @@ class NeurSTEncoderLayer(LSTransformerEncoderLayer):
     def from_native(cls, native):
         return cls(_config(native), epsilon=native._layer_postprocess_epsilon, name=native.name)
 
+    def __call__(self, x, x_bias, cache=None, **kwargs):
+        # NeurST's streaming encoder passes the cache positionally.
+        return super().__call__(x, x_bias, cache=cache, **kwargs)
+
     def call(self, x, x_bias, cache=None, is_training=True):
-        if cache is not None:
-            raise ValueError("lightseq_tf's encoder layer has no incremental (streaming) mode; "
-                             "run this model with LIGHTSEQ_TF_NEURST=0")
         return LSTransformerEncoderLayer.call(
-            self, x, lengths=lengths_from_bias(x_bias, "the source"), training=is_training)
+            self, x, lengths=lengths_from_bias(x_bias, "the source"),
+            cache=cache, training=is_training)
 
 
 class NeurSTDecoderLayer(LSTransformerDecoderLayer):
@@ -83,9 +97,8 @@ class NeurSTDecoderLayer(LSTransformerDecoderLayer):
 
     @classmethod
     def from_native(cls, native):
-        if not native._with_cross_attention:
-            raise Unsupported("with_cross_attention=False")
-        return cls(_config(native), epsilon=native._layer_postprocess_epsilon, name=native.name)
+        return cls(_config(native), epsilon=native._layer_postprocess_epsilon,
+                   cross_attention=native._with_cross_attention, name=native.name)
 
     def __call__(self, x, x_bias, cache=None, **kwargs):
         # NeurST passes the cache positionally; the base class keeps the
@@ -94,9 +107,11 @@ class NeurSTDecoderLayer(LSTransformerDecoderLayer):
 
     def call(self, x, x_bias, cache=None, memory=None, memory_bias=None, is_training=True,
              decode_loop_step=None):
-        lengths = None if memory_bias is None else lengths_from_bias(memory_bias, "the memory")
+        if not self.cross_attention:  # NeurST's layer ignores the memory too
+            memory = memory_bias = None
         return LSTransformerDecoderLayer.call(
-            self, x, memory=memory, memory_lengths=lengths, cache=cache,
+            self, x, memory=memory, memory_lengths=lengths_from_bias(memory_bias, "the memory"),
+            cache=cache,
             decode_loop_step=decode_loop_step, training=is_training)
 
 

@@ -65,8 +65,13 @@ def _swap_stack(stack, layer_cls, stack_unsupported):
         stack._output_norm_layer = layers.LayerNormalization(
             epsilon=norm.epsilon, dtype=norm.dtype_policy, name=norm.name)
     done = len(ours) - len(kept)
-    return "%s: %d of %d layers accelerated%s%s" % (
+    notes = [note for flag, note in (
+        (stack.get_config().get("attention_monotonic"), "monotonic: a key limit per query"),
+        (any(not getattr(layer, "cross_attention", True) for layer in ours),
+         "no cross-attention")) if flag]
+    return "%s: %d of %d layers accelerated%s%s%s" % (
         name, done, len(ours), " + output_ln" if norm is not None else "",
+        " (%s)" % ", ".join(notes) if notes else "",
         "; native: " + ", ".join(kept) if kept else "")
 
 
@@ -88,13 +93,8 @@ def _patch_build(cls, layer_cls, unsupported):
     cls.build = build
 
 
-def _encoder_unsupported(stack):
-    return _quantized() or ("attention_monotonic=True"
-                            if stack.get_config()["attention_monotonic"] else None)
-
-
 def patch_transformer_encoder(module):
-    _patch_build(module.TransformerEncoder, layers.NeurSTEncoderLayer, _encoder_unsupported)
+    _patch_build(module.TransformerEncoder, layers.NeurSTEncoderLayer, lambda _: _quantized())
 
 
 def patch_transformer_decoder(module):
