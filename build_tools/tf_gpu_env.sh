@@ -345,7 +345,12 @@ build_ops() {
   . "$ROOT/env.sh"
   cd "$here"
   rm -f lightseq_tf/_lightseq_ops*.so
+  # The machine's own toolkit (CUDA 13 there; build.py would otherwise look
+  # for TF's CUDA 12 first). CI's CUDA 12.4 build is what `use-so` runs.
+  local nvcc
+  nvcc="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
   LIGHTSEQ_TF_CUDA=1 LIGHTSEQ_TF_CUDA_ARCHS="${LIGHTSEQ_TF_CUDA_ARCHS:-90}" \
+    LIGHTSEQ_TF_CUDA_HOME="${LIGHTSEQ_TF_CUDA_HOME:-$(dirname "$(dirname "$nvcc")")}" \
     LIGHTSEQ_TF_JOBS="${LIGHTSEQ_TF_JOBS:-$(nproc)}" "$PY" -m build_tools.build --inplace
   "$PY" "$here/build_tools/tf_gpu/cuda_libs.py" --check-ops || [ "${TFGPU_DRY_RUN:-0}" = 1 ]
 }
