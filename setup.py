@@ -59,8 +59,10 @@ setup(
     # NeurST 0.1.2 imports scipy and tensorboard without declaring them, and
     # needs Keras 2 (tf_keras) on TF >= 2.16: requirements/neurst.txt pins
     # the set CI tests (tf-keras goes in with --no-deps, see there).
+    # ctranslate2: lightseq_tf.export.ctranslate2 (CI tests 4.8.5, requirements/ci.txt).
     extras_require={"test": ["pytest", "pytest-xdist"],
                     "neurst": ["neurst==0.1.2", "scipy", "tensorboard", "sacrebleu", "sacremoses",
-                               "regex", "pyyaml", "six", "tqdm"]},
+                               "regex", "pyyaml", "six", "tqdm"],
+                    "ctranslate2": ["ctranslate2>=4.8,<5", "pyyaml"]},
     zip_safe=False,
 )

@@ -7,14 +7,17 @@ NeurST's own CLI (SequenceGenerator, beam 4) decodes the first N dev
 sentences of a trained demo run (examples/neurst/demo.py's workdir; the
 checkpoint trained in float32) in each dtype and mode. Times: NeurST's own
 "Generation elapsed" (the search over the N sentences, tracing included),
-and the whole process. With --onednn-verbose, the float16 runs also count
-the oneDNN primitives that ran oneDNN's reference (scalar) implementation.
+and the whole process; the median of --repeats runs, the four cases of a
+size interleaved (the machine may be shared). With --onednn-verbose, the
+float16 runs also count the oneDNN primitives that ran oneDNN's reference
+(scalar) implementation.
 
-    python benchmarks/cpu_neurst_decode_dtype.py [--workdir build/neurst_demo] [--sentences 64]
+    python benchmarks/cpu_neurst_decode_dtype.py [--workdir build/neurst_demo] [--sentences 64,500]
 """
 import argparse
 import os
 import re
+import statistics
 import sys
 
 import yaml
@@ -59,43 +62,62 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="build/neurst_demo")
     parser.add_argument("--run", default="accelerated", help="whose checkpoint")
-    parser.add_argument("--sentences", type=int, default=64)
+    parser.add_argument("--sentences", default="64,500", help="comma-separated dev set sizes")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--onednn-verbose", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
     workdir = os.path.abspath(args.workdir)
-    configs = subset_config(workdir, args.sentences)
     model_dir = os.path.join(workdir, args.run)
     rows = []
-    for dtype in ("float32", "float16"):
-        row = {"name": "NeurST beam 4, %d dev sentences" % args.sentences, "dtype": dtype,
-               "shape": "demo '%s' model" % args.run}
-        for mode, accelerated in (("native_tf", False), ("ours", True)):
-            verbose = args.onednn_verbose and dtype == "float16"
-            os.environ.pop("ONEDNN_VERBOSE", None)
-            if verbose:
-                os.environ["ONEDNN_VERBOSE"] = "1"
-            tag = "bench_%s_%s" % (dtype, mode)
-            dec = demo.decode(model_dir, accelerated, configs, tag, dtype)
-            os.environ.pop("ONEDNN_VERBOSE", None)
-            row[mode + "_ms"] = 1000.0 * dec["generation_seconds"]
-            row[mode + "_process_s"] = dec["decode_seconds"]
-            row[mode + "_bleu"] = round(dec["bleu"], 2)
-            row[mode + "_load_1min"] = dec["load_1min"]
-            if verbose:
-                calls, ms = reference_calls(os.path.join(model_dir, "decode_%s.log" % tag))
-                row[mode + "_onednn_ref_f16_calls"], row[mode + "_onednn_ref_f16_ms"] = calls, ms
-        row["speedup"] = round(row["native_tf_ms"] / row["ours_ms"], 2)
-        rows.append(row)
-        print(report.table([row], [k for k in row]), flush=True)
-    for mode in ("native_tf", "ours"):
-        print("%s: float16 search %.1fx float32's" % (
-            mode, rows[1][mode + "_ms"] / rows[0][mode + "_ms"]))
+    for n in [int(k) for k in args.sentences.split(",")]:
+        configs = subset_config(workdir, n)
+        cases = [(dtype, mode, accelerated) for dtype in ("float32", "float16")
+                 for mode, accelerated in (("native_tf", False), ("ours", True))]
+        runs = {case: [] for case in cases}
+        for r in range(args.repeats):
+            for dtype, mode, accelerated in cases:
+                verbose = args.onednn_verbose and dtype == "float16" and r == 0
+                os.environ.pop("ONEDNN_VERBOSE", None)
+                if verbose:
+                    os.environ["ONEDNN_VERBOSE"] = "1"
+                tag = "bench%d_%s_%s_%d" % (n, dtype, mode, r)
+                dec = demo.decode(model_dir, accelerated, configs, tag, dtype)
+                os.environ.pop("ONEDNN_VERBOSE", None)
+                if verbose:
+                    dec["ref"] = reference_calls(os.path.join(model_dir, "decode_%s.log" % tag))
+                runs[dtype, mode, accelerated].append(dec)
+        by_dtype = {}
+        for dtype in ("float32", "float16"):
+            row = by_dtype[dtype] = {"name": "%d sentences" % n,
+                                     "dtype": dtype, "shape": "beam 4",
+                                     "checkpoint": "demo run %r" % args.run}
+            for case in cases:
+                if case[0] != dtype:
+                    continue
+                mode, decs = case[1], runs[case]
+                row[mode + "_ms"] = 1000.0 * statistics.median(d["generation_seconds"]
+                                                               for d in decs)
+                row[mode + "_ms_all"] = [1000.0 * d["generation_seconds"] for d in decs]
+                row[mode + "_process_s"] = statistics.median(d["decode_seconds"] for d in decs)
+                row[mode + "_bleu"] = round(decs[0]["bleu"], 2)
+                row[mode + "_load_1min"] = [d["load_1min"] for d in decs]
+                if "ref" in decs[0]:
+                    row[mode + "_onednn_ref_f16_calls"], row[mode + "_onednn_ref_f16_ms"] = \
+                        decs[0]["ref"]
+            row["speedup"] = round(row["native_tf_ms"] / row["ours_ms"], 2)
+            rows.append(row)
+        for mode in ("native_tf", "ours"):
+            ratio = by_dtype["float16"][mode + "_ms"] / by_dtype["float32"][mode + "_ms"]
+            by_dtype["float16"][mode + "_vs_float32"] = round(ratio, 2)
+            print("%d sentences, %s: float16 search %.2fx float32's" % (n, mode, ratio))
+        print(report.table([by_dtype["float32"], by_dtype["float16"]],
+                           ["name", "dtype", "native_tf_ms", "ours_ms", "speedup"]), flush=True)
     name = "cpu_neurst_decode_dtype"
     print(report.save(rows, name, args.out))
     try:
-        print(report.chart(rows, name, args.out, "NeurST beam search on CPU, by --dtype "
-                           "(search time, lower is better)"))
+        print(report.chart(rows, name, args.out, "NeurST beam search on CPU (demo model, dev "
+                           "sentences), by --dtype: search time, median of %d" % args.repeats))
     except ImportError:
         print("(matplotlib not installed: no PNG)")
 

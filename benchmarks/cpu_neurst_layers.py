@@ -68,13 +68,12 @@ def cases():
     return out
 
 
-def main():
+def main(make_cases=cases, name="cpu_neurst_layers",
+         title="NeurST layers on CPU, training mode (dropout 0.1 both): ours vs NeurST's"):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
-    measure_and_save(cases(), "cpu_neurst_layers",
-                     "NeurST layers on CPU, training mode (dropout 0.1 both): ours vs NeurST's",
-                     args.out, iters=10)
+    measure_and_save(make_cases(), name, title, args.out, iters=10)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@
 #
 #   export LIGHTSEQ_TF_CUDA_HOME="$(build_tools/cuda12_toolchain.sh)"
 #
-# Fetched once (935 MB of .deb, ~10 s; unpacking ~40 s of CPU), then reused:
-# the cache keeps the 185 MB the compiler needs, not the packages.
+# Fetched once (1 GB of .deb, ~7 s here; unpacking ~35 s of CPU), then reused:
+# the cache keeps the 161 MB the compiler needs, not the packages.
 #   LIGHTSEQ_TF_TOOLCHAIN_CACHE  cache root (default ${XDG_CACHE_HOME:-~/.cache}/lightseq_tf)
 #   LIGHTSEQ_TF_DEBIAN_MIRROR    Debian mirror URL (default: the one this machine's apt uses)
-# Needs apt-get, dpkg-deb and Debian's archive keyring (any Debian or
-# derivative with debian-archive-keyring >= 2023.3, which holds trixie's key).
+# Needs apt-get, dpkg-deb and Debian's archive keyring (build_tools/debian_trixie.sh,
+# which fetches the packages without installing anything).
 set -euo pipefail
 
 # Exact versions: the toolkit whose nvcc and headers were checked together.
@@ -37,6 +37,7 @@ exec 9>"$cache/.cuda-$CUDA_VERSION.lock"
 flock 9  # one fetch at a time (two CI runs on one machine)
 if ready; then echo "$home"; exit 0; fi
 
+[ "$(uname -m)" = x86_64 ] || { log "x86-64 only; elsewhere point LIGHTSEQ_TF_CUDA_HOME at a CUDA 12 toolkit"; exit 1; }
 command -v dpkg-deb >/dev/null || { log "needs dpkg-deb (Debian/Ubuntu); or point LIGHTSEQ_TF_CUDA_HOME at a CUDA 12 toolkit"; exit 1; }
 # shellcheck source=build_tools/debian_trixie.sh
 . "$(dirname "$0")/debian_trixie.sh"

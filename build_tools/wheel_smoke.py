@@ -1,5 +1,5 @@
 """Run by build_tools/check_wheel.sh inside the fresh venv, outside the source
-tree (argv[1]: the source tree, which must not be what is imported).
+tree (lightseq_tf must be the venv's, not the tree's).
 
 The installed wheel: its build info, the NeurST hook armed by its .pth, and a
 Transformer encoder layer forward and backward with dropout, once as our
@@ -13,8 +13,8 @@ import tensorflow as tf
 
 import lightseq_tf
 
-src = os.path.realpath(sys.argv[1])
-assert not os.path.realpath(lightseq_tf.__file__).startswith(src + os.sep), lightseq_tf.__file__
+assert os.path.realpath(lightseq_tf.__file__).startswith(os.path.realpath(sys.prefix) + os.sep), \
+    (lightseq_tf.__file__, sys.prefix)
 assert tf.sysconfig.get_build_info()["is_cuda_build"], "expected TensorFlow's GPU package"
 
 info = lightseq_tf.build_info()

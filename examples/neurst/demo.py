@@ -215,9 +215,11 @@ def decode(model_dir, accelerated, configs, tag, dtype=DTYPE):
     with open(os.path.join(out, "hypothesis.txt")) as f:
         hypotheses = f.read().splitlines()
     generation = [float(m.group(1)) for m in map(GENERATION.search, lines) if m]
+    search = generation[-1] if generation else None
     return {"bleu": bleu, "sentences": len(hypotheses), "dtype": dtype,
             "accelerated": accelerated, "decode_seconds": seconds,
-            "generation_seconds": generation[-1] if generation else None,
+            "generation_seconds": search,
+            "sentences_per_second": round(len(hypotheses) / search, 1) if search else None,
             "load_1min": _load(), "hypotheses": hypotheses}
 
 
@@ -226,9 +228,32 @@ def decode_neurst(run, configs, dtype):
     return decode(run["model_dir"], run["accelerated"], configs, run["run"], dtype)
 
 
+def decode_ctranslate2(run, configs, dtype):
+    """The run's checkpoint exported to CTranslate2 int8 (lightseq_tf.export),
+    the dev set translated on the CPU with the same beam search settings
+    (CTranslate2 applies its own length normalisation: README, Export)."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # NeurST's Keras, as in its processes
+    from lightseq_tf.export import ctranslate2 as ct2_export
+    with open(configs["predict"]) as f:
+        predict = yaml.safe_load(f)
+    data, search = predict["dataset.params"], predict["entry.params"]["search_method.params"]
+    t0 = time.time()
+    out = ct2_export.translate_neurst(
+        run["model_dir"], data["src_file"], os.path.join(run["model_dir"], "ct2_int8"),
+        quantization="int8", beam_size=search["beam_size"],
+        length_penalty=search["length_penalty"],
+        max_decoding_length=search["maximum_decode_length"], reference_file=data["trg_file"])
+    return {"bleu": out["bleu"], "sentences": out["sentences"], "dtype": "int8",
+            "decode_seconds": round(time.time() - t0, 1),
+            "generation_seconds": round(out["seconds"], 2),
+            "sentences_per_second": round(out["sentences_per_second"], 1),
+            "load_1min": _load(), "hypotheses": out["hypotheses"]}
+
+
 # name -> function(run (train()'s dict), configs (neurst_configs'), dtype) ->
-# {"bleu", "sentences", "decode_seconds", "hypotheses", ...}
-DECODERS = {"neurst": decode_neurst}
+# {"bleu", "sentences", "decode_seconds", "generation_seconds" (the search
+# alone), "sentences_per_second" (over it), "hypotheses", ...}
+DECODERS = {"neurst": decode_neurst, "ctranslate2_int8": decode_ctranslate2}
 
 
 def _row(*cells):
@@ -287,12 +312,12 @@ def main(argv=None):
     print("\n| run | steps/s | train s | final loss |\n|---|---|---|---|")
     for r in results:
         print(_row(r["run"], r["steps_per_second"], r["train_seconds"], r["final_loss"]))
-    print("\n| run | decoder | BLEU (beam %d) | decode s | of it, NeurST's search s |\n"
-          "|---|---|---|---|---|" % SEARCH["beam_size"])
+    print("\n| run | decoder | BLEU (beam %d) | decode s | of it, the search s | "
+          "sentences/s (search) |\n|---|---|---|---|---|---|" % SEARCH["beam_size"])
     for r in results:
         for decoder, d in r["decodes"].items():
             print(_row(r["run"], decoder, d["bleu"], d["decode_seconds"],
-                       d["generation_seconds"]))
+                       d["generation_seconds"], d["sentences_per_second"]))
     if len(results) == 2 and results[1]["steps_per_second"]:
         print("speed ratio accelerated/native: %.2fx"
               % (results[0]["steps_per_second"] / results[1]["steps_per_second"]))

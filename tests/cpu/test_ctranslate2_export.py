@@ -26,12 +26,15 @@ import pytest
 import sacrebleu
 import tensorflow as tf
 import yaml
+import test_transformer_model
+from made_once import made_once
 from subprocess_env import subprocess_env
 
 import lightseq_tf
 from lightseq_tf.export import ctranslate2 as export
+from lightseq_tf.export.ctranslate2.lstransformer import load_lstransformer
 
-PAD, BOS, EOS = 0, 1, 2
+PAD, BOS, EOS = test_transformer_model.PAD, test_transformer_model.BOS, test_transformer_model.EOS
 WORDS = 21                      # content words of each language
 V = 3 + WORDS                   # target (and joint) vocabulary
 MAX_LEN = 24                    # decoding limit, both engines (tokens, EOS included)
@@ -53,13 +56,9 @@ VARIANTS = {  # name: model config overrides
 
 
 def model_config(**kw):
-    fields = dict(max_batch_tokens=8192, max_seq_len=32, vocab_size=V, padding_idx=PAD,
-                  num_encoder_layer=2, num_decoder_layer=2, hidden_size=32,
-                  intermediate_size=64, nhead=4, attn_prob_dropout_ratio=0.0,
-                  activation_dropout_ratio=0.0, hidden_dropout_ratio=0.0, pre_layer_norm=True,
-                  activation_fn="relu", eos_idx=EOS, bos_idx=BOS)
+    fields = dict(max_batch_tokens=8192, max_seq_len=32, vocab_size=V)
     fields.update(kw)
-    return lightseq_tf.LSTransformer.get_config(**fields)
+    return test_transformer_model.model_config(**fields)
 
 
 def vocabularies(model):
@@ -125,15 +124,20 @@ def dev():
 
 @pytest.fixture(scope="session", params=sorted(VARIANTS))
 def trained(request, tmp_path_factory):
-    """(model, CTranslate2 float32 dir, int8 dir), trained once per session."""
-    model = built(**VARIANTS[request.param])
-    loss = train(model, TRAIN_STEPS)
-    out = tmp_path_factory.mktemp("ct2_" + request.param)
-    target, source = vocabularies(model)
-    dirs = [export.convert_lstransformer(model, str(out / q), target, source_vocabulary=source,
-                                         quantization=q) for q in ("float32", "int8")]
-    print("%s: training loss %.3f after %d steps" % (request.param, loss, TRAIN_STEPS))
-    return model, dirs[0], dirs[1]
+    """(model, CTranslate2 float32 dir, int8 dir), trained once per session
+    (saved, and loaded by the other xdist workers)."""
+    def make(path):
+        model = built(**VARIANTS[request.param])
+        loss = train(model, TRAIN_STEPS)
+        print("%s: training loss %.3f after %d steps" % (request.param, loss, TRAIN_STEPS))
+        model.save(str(path / "model.keras"))
+        target, source = vocabularies(model)
+        for q in ("float32", "int8"):
+            export.convert_lstransformer(model, str(path / q), target,
+                                         source_vocabulary=source, quantization=q)
+
+    path = made_once(tmp_path_factory, "ct2_" + request.param, make)
+    return load_lstransformer(path / "model.keras"), str(path / "float32"), str(path / "int8")
 
 
 def tokens(ids, vocab):
@@ -368,9 +372,6 @@ def test_bad_lstransformer_input(tmp_path):
     with pytest.raises(export.UnsupportedModelError,
                        match="the unknown token '<unk>' is not in the source vocabulary"):
         export.convert_lstransformer(model, str(tmp_path / "a"), TARGET_VOCAB, unk_token="<unk>")
-    with pytest.raises(ValueError, match="not built yet"):
-        export.convert_lstransformer(lightseq_tf.LSTransformer(model_config()),
-                                     str(tmp_path / "a"), TARGET_VOCAB)
     with pytest.raises(FileNotFoundError, match="no saved model at"):
         export.convert_lstransformer(str(tmp_path / "missing.keras"), str(tmp_path / "a"),
                                      TARGET_VOCAB)
@@ -378,7 +379,9 @@ def test_bad_lstransformer_input(tmp_path):
     with pytest.raises(export.UnsupportedModelError, match="holds no config"):
         export.convert_lstransformer(str(tmp_path / "generator"), str(tmp_path / "a"),
                                      TARGET_VOCAB)
-    export.convert_lstransformer(model, str(tmp_path / "b"), TARGET_VOCAB)
+    # a never-called model builds from its config
+    export.convert_lstransformer(lightseq_tf.LSTransformer(model_config()), str(tmp_path / "b"),
+                                 TARGET_VOCAB)
     with pytest.raises(RuntimeError, match="already exists"):
         export.convert_lstransformer(model, str(tmp_path / "b"), TARGET_VOCAB)
     export.convert_lstransformer(model, str(tmp_path / "b"), TARGET_VOCAB, force=True)

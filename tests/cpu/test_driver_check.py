@@ -96,7 +96,9 @@ def test_driver_library_errors_and_absence_read_as_no_driver(tmp_path):
 def run_with_driver(tmp_path, version, script):
     lib = fake_libcuda(tmp_path, "*v = %d; return 0;" % version)
     env = subprocess_env(LD_LIBRARY_PATH=str(lib.parent), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env,
+    # cwd: `python -c` puts it first on sys.path, before PYTHONPATH; the
+    # source tree there would shadow the installed package (CI).
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=str(tmp_path),
                           capture_output=True, text=True, timeout=300)
 
 

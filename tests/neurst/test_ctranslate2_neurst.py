@@ -16,13 +16,13 @@ teacher-forced log-probabilities equal NeurST's forward's.
 """
 import contextlib
 import filecmp
-import importlib
-import importlib.util
 import json
 import os
 import shutil
 
 import ctranslate2
+import demo  # examples/neurst (conftest puts it on sys.path)
+import demo_corpus
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -33,7 +33,8 @@ from neurst.tasks import build_task
 from neurst.utils import compat
 from neurst.utils.checkpoints import NameBasedCheckpointManager, restore_checkpoint_if_possible
 from neurst.utils.configurable import ModelConfigs
-from neurst_env import ROOT, subprocess_env
+from made_once import made_once
+from neurst_env import subprocess_env
 
 from lightseq_tf.export import ctranslate2 as export
 from lightseq_tf.export.ctranslate2 import neurst as neurst_reader
@@ -48,46 +49,39 @@ DEV = 200                 # of the demo corpus' 500 dev sentences, decoded by Ne
 LOGP_TOL = 1e-4
 
 
-def demo_modules():
-    """The demo's driver and corpus builder (the package's, or examples/neurst/
-    where the demo lives as an example)."""
-    try:
-        return (importlib.import_module("lightseq_tf.integrations.neurst.demo"),
-                importlib.import_module("lightseq_tf.integrations.neurst.demo_corpus"))
-    except ImportError:
-        mods = []
-        for name in ("demo_corpus", "demo"):
-            spec = importlib.util.spec_from_file_location(
-                name, os.path.join(ROOT, "examples", "neurst", name + ".py"))
-            mods.append(importlib.util.module_from_spec(spec))
-            spec.loader.exec_module(mods[-1])
-        return mods[1], mods[0]
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    demo, demo_corpus = demo_modules()
-    work = str(tmp_path_factory.mktemp("ct2_neurst"))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PYTHONPATH", subprocess_env(work)["PYTHONPATH"])  # the demo's NeurST runs
-        corpus = demo_corpus.neurst_corpus(os.path.join(work, "data"), generated=True)
-        configs = demo.neurst_configs(work, corpus, "tiny", STEPS, dropout=0.0, summary_steps=50,
-                                      save_steps=50)
-        init = demo.make_initial_checkpoint(configs["train"], os.path.join(work, "init"))
-        trained = demo.train("accelerated", True, configs, work, init)
-    with open(corpus["files"]["dev_en"], encoding="utf-8") as f:
+    """The demo's corpus and a model NeurST's CLI trained with our layers,
+    made once per session (shared by the xdist workers)."""
+    def make(path):
+        work = str(path)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("PYTHONPATH", subprocess_env(work)["PYTHONPATH"])  # the demo's NeurST runs
+            corpus = demo_corpus.neurst_corpus(os.path.join(work, "data"), generated=True)
+            configs = demo.neurst_configs(work, corpus, "tiny", STEPS, dropout=0.0,
+                                          summary_steps=50, save_steps=50)
+            demo.make_initial_checkpoint(configs["train"], os.path.join(work, "init"))
+            demo.train("accelerated", True, configs, work, os.path.join(work, "init"))
+        with open(os.path.join(work, "corpus.json"), "w") as f:
+            json.dump({"max_len": corpus["max_len"], "dev": [corpus["files"]["dev_en"],
+                                                             corpus["files"]["dev_de"]]}, f)
+
+    shared = str(made_once(tmp_path_factory, "ct2_neurst", make))
+    with open(os.path.join(shared, "corpus.json")) as f:
+        corpus = json.load(f)
+    with open(corpus["dev"][0], encoding="utf-8") as f:
         sources = f.read().splitlines()[:DEV]
-    with open(corpus["files"]["dev_de"], encoding="utf-8") as f:
+    with open(corpus["dev"][1], encoding="utf-8") as f:
         references = f.read().splitlines()[:DEV]
+    work = str(tmp_path_factory.mktemp("ct2_neurst_worker"))
     with open(os.path.join(work, "dev.en"), "w", encoding="utf-8") as f:
         f.write("\n".join(sources) + "\n")
-    model_dir = trained["model_dir"]
+    model_dir = os.path.join(shared, "accelerated")
     mid = os.path.join(model_dir, "ckpt-%d" % MID)
     f32 = export.convert_neurst(model_dir, os.path.join(work, "ct2_float32"), checkpoint=mid)
-    return dict(work=work, init=init, model_dir=model_dir, mid=mid, ct2=f32, sources=sources,
-                references=references, max_len=corpus["max_len"] + 10,
-                source_file=os.path.join(work, "dev.en"),
-                dev_files=(corpus["files"]["dev_en"], corpus["files"]["dev_de"]))
+    return dict(work=work, init=os.path.join(shared, "init"), model_dir=model_dir, mid=mid,
+                ct2=f32, sources=sources, references=references, max_len=corpus["max_len"] + 10,
+                source_file=os.path.join(work, "dev.en"), dev_files=corpus["dev"])
 
 
 def until_eos(row, eos):

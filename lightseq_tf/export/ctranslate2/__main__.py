@@ -9,6 +9,8 @@ import argparse
 import os
 import sys
 
+from lightseq_tf.export import ctranslate2 as export
+
 
 def _is_keras_save(path):
     return os.path.isfile(path) and path.endswith(".keras") or \
@@ -41,9 +43,6 @@ def main(argv=None):
     ls.add_argument("--add_source_eos", action="store_true",
                     help="CTranslate2 appends the eos token to every source")
     args = parser.parse_args(argv)
-
-    from lightseq_tf.export import ctranslate2 as export  # imports TensorFlow: after --help
-
     try:
         if _is_keras_save(args.model_dir):
             if not args.vocabulary:

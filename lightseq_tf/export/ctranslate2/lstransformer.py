@@ -11,7 +11,6 @@ what the model adds), LayerNorm epsilon, eos_idx / bos_idx.
 The model holds ids only: the vocabulary (one token per id, as a list or a
 file of one token per line) comes from the caller.
 """
-import json
 import math
 import os
 import zipfile
@@ -35,57 +34,32 @@ def read_vocabulary(vocabulary, what):
     return list(vocabulary)
 
 
-def build(model):
-    """Creates every variable of an LSTransformer (its sublayers build on
-    their first call) with one tiny forward."""
-    import tensorflow as tf
-
-    model((tf.ones([1, 1], tf.int32), tf.ones([1, 1], tf.int32)), training=False)
-    return model
-
-
 def load_lstransformer(path):
     """An LSTransformer saved by Keras: a `.keras` file (model.save, Keras 3
     or tf_keras), or a tf_keras SavedModel directory (model.save(dir) under
-    TF_USE_LEGACY_KERAS=1).
-
-    A .keras model is rebuilt from its config, built by one call, then its
-    weights are loaded: Keras' load_model restores weights before the
-    sublayers exist (they build on first call), and Keras 3 then leaves the
-    embedding tables out without an error.
-    """
+    TF_USE_LEGACY_KERAS=1)."""
     from lightseq_tf.layers import _keras
     from lightseq_tf.layers.transformer_model import LSTransformer
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError("no saved model at %s" % path)
-    if os.path.isfile(path):
-        try:
-            with zipfile.ZipFile(path) as z:
-                saved = json.loads(z.read("config.json"))
-        except (zipfile.BadZipFile, KeyError, ValueError) as e:
-            raise UnsupportedModelError("%s is not a Keras .keras archive (%s)" % (path, e)) \
-                from None
-        if saved.get("class_name") != "LSTransformer":
-            raise UnsupportedModelError("%s holds a %s, not an LSTransformer"
-                                        % (path, saved.get("class_name")))
-        model = build(LSTransformer.from_config(saved["config"]))
-        model.load_weights(path)
-        return model
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise FileNotFoundError("%s is a directory without saved_model.pb (not a SavedModel)"
-                                % path)
-    if _keras.KERAS3 or not os.path.isfile(os.path.join(path, "keras_metadata.pb")):
-        raise UnsupportedModelError(
-            "%s is a SavedModel without a Keras model this Keras can load (Keras 3 saves and "
-            "loads .keras files; a generator from export_generator holds no config): save the "
-            "model with model.save('model.keras')" % path)
-    loaded = _keras.keras.models.load_model(path, compile=False)
-    if not isinstance(loaded, LSTransformer):
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise FileNotFoundError("%s is a directory without saved_model.pb (not a "
+                                    "SavedModel)" % path)
+        if _keras.KERAS3 or not os.path.isfile(os.path.join(path, "keras_metadata.pb")):
+            raise UnsupportedModelError(
+                "%s is a SavedModel without a Keras model this Keras can load (Keras 3 saves and "
+                "loads .keras files; a generator from export_generator holds no config): save "
+                "the model with model.save('model.keras')" % path)
+    elif not zipfile.is_zipfile(path):
+        raise UnsupportedModelError("%s is not a Keras .keras archive" % path)
+    model = _keras.keras.models.load_model(path, compile=False)
+    if not isinstance(model, LSTransformer):
         raise UnsupportedModelError("%s holds a %s, not an LSTransformer"
-                                    % (path, type(loaded).__name__))
-    return loaded  # tf_keras revives the whole object graph, variables included
+                                    % (path, type(model).__name__))
+    return model
 
 
 def _position_table(length, hidden):
@@ -112,8 +86,7 @@ def describe(model, vocabulary, source_vocabulary=None, unk_token=None, add_sour
     if not isinstance(model, LSTransformer):
         raise TypeError("expected an LSTransformer, got %s" % type(model).__name__)
     if not model.built:
-        raise ValueError("the LSTransformer is not built yet: call it once (or load weights) "
-                         "first")
+        model.build()  # its variables, from the config alone
     c = model.config
     origin = "LSTransformer %r" % model.name
     target = read_vocabulary(vocabulary, "target")

@@ -227,24 +227,38 @@ def neurst_sinusoids(length, channels):
     return tf.pad(signal, [[0, 0], [0, channels % 2]]).numpy()
 
 
-def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
-    """`model.Transformer` of a NeurST Transformer model directory.
+class _Checkpoint:
+    """A checkpoint's variables, each handed out once (what is left at the
+    end was not mapped)."""
 
-    checkpoint: a checkpoint prefix (default: the directory's latest).
-    max_positions: rows of the sinusoid table written for CTranslate2
-    (source and target lengths it can decode; learned tables keep theirs).
-    """
-    model_dir = os.fspath(model_dir)
-    configs = read_configs(model_dir)
-    p = model_params(configs, model_dir)
-    task = configs.get("task.class", "Seq2Seq")
-    if task not in TASK_CLASSES:
-        _refuse(model_dir, "task.class %r is not supported (sequence to sequence only: %s)"
-                % (task, ", ".join(TASK_CLASSES)))
-    begin = (configs.get("task.params") or {}).get("target_begin_of_sentence") or "bos"
-    if begin not in ("bos", "eos"):
-        _refuse(model_dir, "target_begin_of_sentence %r is not supported" % begin)
+    def __init__(self, path):
+        self.origin = "NeurST checkpoint %s" % path
+        self.weights = read_checkpoint(path)
 
+    def take(self, name):
+        try:
+            return self.weights.pop(name)
+        except KeyError:
+            raise UnsupportedModelError("%s has no variable %s (the config says %s)"
+                                        % (self.origin, name, CONFIG_FILE)) from None
+
+    def take_scope(self, prefix):
+        """{name below prefix: value} of every variable under prefix."""
+        found = {k[len(prefix):]: self.weights.pop(k) for k in list(self.weights)
+                 if k.startswith(prefix)}
+        if not found:
+            raise UnsupportedModelError("%s has no variables under %s" % (self.origin, prefix))
+        return found
+
+    def check_all_taken(self):
+        if self.weights:
+            raise UnsupportedModelError("%s has variables this converter does not map: %s"
+                                        % (self.origin, ", ".join(sorted(self.weights))))
+
+
+def _stack_params(p, model_dir):
+    """{"encoder": ..., "decoder": ...}: TransformerEncoder / TransformerDecoder's
+    arguments, checked to be what CTranslate2 can run."""
     stacks = {}
     for side in ("encoder", "decoder"):
         s = {k: p["%s.%s" % (side, k)] for k in STACK_DEFAULTS}
@@ -266,8 +280,7 @@ def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
     if p["encoder.attention_monotonic"]:
         _refuse(model_dir, "encoder.attention_monotonic (a causal encoder) is not supported")
     enc, dec = stacks["encoder"], stacks["decoder"]
-    hidden = enc["hidden_size"]
-    dims = {"encoder.hidden_size": hidden, "decoder.hidden_size": dec["hidden_size"],
+    dims = {"encoder.hidden_size": enc["hidden_size"], "decoder.hidden_size": dec["hidden_size"],
             "modality.source.dim": p["modality.source.dim"] or p["modality.dim"],
             "modality.target.dim": p["modality.target.dim"] or p["modality.dim"]}
     if len(set(dims.values())) != 1:
@@ -277,6 +290,62 @@ def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
         _refuse(model_dir, "encoder and decoder layer_postprocess_epsilon differ (%g, %g): "
                            "CTranslate2 has one LayerNorm epsilon"
                 % (enc["layer_postprocess_epsilon"], dec["layer_postprocess_epsilon"]))
+    return stacks
+
+
+def _modality(ckpt, name, timing, softmax):
+    """(table, softmax bias, learned position table) of one of
+    EncoderDecoderModel.build_modalities' modalities."""
+    scope = "%s_posenc_wrapper/%s" % (name, name) if timing else name
+    table = ckpt.take("%s/%s/weights" % (scope, "shared" if softmax else "emb"))
+    bias = ckpt.take("%s/shared/bias" % scope) if softmax else None
+    learned = ckpt.take("%s_posenc_wrapper/position_embeddings/weights" % name) \
+        if timing in ("emb", "sinusoids_variable") else None
+    return table, bias, learned
+
+
+def _stack_input(timing, learned, max_positions, hidden):
+    """(scale, position table) as PositionEmbeddingWrapper.call adds them:
+    sinusoids scale by sqrt(dim), learned tables ("emb") do not."""
+    if timing is None:
+        return 1.0, np.zeros([max_positions, hidden], np.float32)
+    if timing == "emb":
+        return 1.0, learned
+    return np.sqrt(hidden), learned if timing == "sinusoids_variable" else \
+        neurst_sinusoids(max_positions, hidden)
+
+
+def _stack(ckpt, side, s, inputs):
+    scope = "Transformer%s/" % side.capitalize()
+    layers = [ckpt.take_scope(scope + "layer_%d/" % i) for i in range(s["num_layers"])]
+    ln = None if s["post_normalize"] else \
+        {k: ckpt.take(scope + "output_ln/" + k) for k in ("gamma", "beta")}
+    scale, positions = inputs
+    return Stack(layers=layers, num_heads=s["num_attention_heads"],
+                 pre_norm=not s["post_normalize"],
+                 activation=NEURST_ACTIVATIONS[s["ffn_activation"]], output_ln=ln,
+                 embedding_scale=float(np.float32(scale)), position_encodings=positions)
+
+
+def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
+    """`model.Transformer` of a NeurST Transformer model directory.
+
+    checkpoint: a checkpoint prefix (default: the directory's latest).
+    max_positions: rows of the sinusoid table written for CTranslate2
+    (source and target lengths it can decode; learned tables keep theirs).
+    """
+    model_dir = os.fspath(model_dir)
+    configs = read_configs(model_dir)
+    p = model_params(configs, model_dir)
+    task = configs.get("task.class", "Seq2Seq")
+    if task not in TASK_CLASSES:
+        _refuse(model_dir, "task.class %r is not supported (sequence to sequence only: %s)"
+                % (task, ", ".join(TASK_CLASSES)))
+    begin = (configs.get("task.params") or {}).get("target_begin_of_sentence") or "bos"
+    if begin not in ("bos", "eos"):
+        _refuse(model_dir, "target_begin_of_sentence %r is not supported" % begin)
+    stacks = _stack_params(p, model_dir)
+    hidden = stacks["encoder"]["hidden_size"]
     timings = {side: _timing(p["modality.%s.timing" % side] or p["modality.timing"], model_dir,
                              side) for side in ("source", "target")}
     shared = p["modality.share_source_target_embedding"]
@@ -287,95 +356,46 @@ def describe(model_dir, checkpoint=None, max_positions=DEFAULT_MAX_POSITIONS):
         _refuse(model_dir, "sinusoid positions need a width >= 4 (NeurST's formula divides by "
                            "width / 2 - 1)")
 
-    src_params = _pipeline(configs, "src_data_pipeline", model_dir)
-    trg_params = _pipeline(configs, "trg_data_pipeline", model_dir)
-    src_tokens, src_special, src_path = vocabulary(src_params, model_dir, "src_data_pipeline")
-    trg_tokens, trg_special, trg_path = vocabulary(trg_params, model_dir, "trg_data_pipeline")
+    vocabularies = {side: vocabulary(_pipeline(configs, key, model_dir), model_dir, key)
+                    for side, key in (("source", "src_data_pipeline"),
+                                      ("target", "trg_data_pipeline"))}
+    src_special, trg_special = vocabularies["source"][1], vocabularies["target"][1]
     if src_special["eos"] != trg_special["eos"] or src_special["unk"] != trg_special["unk"]:
         _refuse(model_dir, "source and target name their end-of-sentence / unknown tokens "
                            "differently (%r/%r, %r/%r): CTranslate2 has one name for each"
                 % (src_special["eos"], trg_special["eos"], src_special["unk"],
                    trg_special["unk"]))
 
-    ckpt = latest_checkpoint(model_dir, checkpoint)
-    weights = read_checkpoint(ckpt)
-    origin = "NeurST checkpoint %s" % ckpt
-
-    def take(name):
-        try:
-            return weights.pop(name)
-        except KeyError:
-            raise UnsupportedModelError("%s has no variable %s (the config says %s)" % (
-                origin, name, CONFIG_FILE)) from None
-
-    # neurst.models.encoder_decoder_model.EncoderDecoderModel.build_modalities
-    def modality(name, timing, softmax):
-        scope = "%s_posenc_wrapper/%s" % (name, name) if timing else name
-        table = take("%s/%s/weights" % (scope, "shared" if softmax else "emb"))
-        bias = take("%s/shared/bias" % scope) if softmax else None
-        learned = take("%s_posenc_wrapper/position_embeddings/weights" % name) \
-            if timing in ("emb", "sinusoids_variable") else None
-        return table, bias, learned
-
+    ckpt = _Checkpoint(latest_checkpoint(model_dir, checkpoint))
     trg_name = "shared_symbol_modality" if shared else "target_symbol_modality"
-    trg_table, bias, trg_pos = modality(trg_name, timings["target"], tied)
+    trg_table, bias, trg_pos = _modality(ckpt, trg_name, timings["target"], tied)
     if shared:
         src_table, src_pos = trg_table, trg_pos
     else:
-        src_table, _, src_pos = modality("input_symbol_modality", timings["source"], False)
+        src_table, _, src_pos = _modality(ckpt, "input_symbol_modality", timings["source"], False)
     if tied:
         output = trg_table
     else:
-        output = take("softmax_linear/kernel").T
-        bias = take("softmax_linear/bias")
-
-    def stack_input(timing, learned):
-        """(scale, position table) of PositionEmbeddingWrapper.call: sinusoids
-        scale by sqrt(dim), learned tables ("emb") do not."""
-        if timing is None:
-            return 1.0, np.zeros([max_positions, hidden], np.float32)
-        if timing == "emb":
-            return 1.0, learned
-        return np.sqrt(hidden), learned if timing == "sinusoids_variable" else \
-            neurst_sinusoids(max_positions, hidden)
-
-    inputs = {"encoder": stack_input(timings["source"], src_pos),
-              "decoder": stack_input(timings["target"], trg_pos)}
-
-    def stack(side, s):
-        layers = []
-        for i in range(s["num_layers"]):
-            prefix = "Transformer%s/layer_%d/" % (side.capitalize(), i)
-            layers.append({k[len(prefix):]: weights.pop(k) for k in list(weights)
-                           if k.startswith(prefix)})
-            if not layers[-1]:
-                raise UnsupportedModelError("%s has no variables under %s" % (origin, prefix))
-        ln = None
-        if not s["post_normalize"]:
-            ln = {k: take("Transformer%s/output_ln/%s" % (side.capitalize(), k))
-                  for k in ("gamma", "beta")}
-        scale, positions = inputs[side]
-        return Stack(layers=layers, num_heads=s["num_attention_heads"],
-                     pre_norm=not s["post_normalize"],
-                     activation=NEURST_ACTIVATIONS[s["ffn_activation"]], output_ln=ln,
-                     embedding_scale=float(np.float32(scale)), position_encodings=positions)
-
-    encoder, decoder = stack("encoder", enc), stack("decoder", dec)
-    if weights:
-        raise UnsupportedModelError("%s has variables this converter does not map: %s"
-                                    % (origin, ", ".join(sorted(weights))))
-    for side, table, tokens, path in (("source", src_table, src_tokens, src_path),
-                                      ("target", trg_table, trg_tokens, trg_path)):
+        output = ckpt.take("softmax_linear/kernel").T
+        bias = ckpt.take("softmax_linear/bias")
+    encoder = _stack(ckpt, "encoder", stacks["encoder"],
+                     _stack_input(timings["source"], src_pos, max_positions, hidden))
+    decoder = _stack(ckpt, "decoder", stacks["decoder"],
+                     _stack_input(timings["target"], trg_pos, max_positions, hidden))
+    ckpt.check_all_taken()
+    for side, table in (("source", src_table), ("target", trg_table)):
+        tokens, _, path = vocabularies[side]
         if table.shape[0] != len(tokens):
             raise UnsupportedModelError(
                 "%s: the %s vocabulary %s has %d tokens with NeurST's special symbols, but the "
-                "%s embedding has %d rows" % (origin, side, path, len(tokens), side,
+                "%s embedding has %d rows" % (ckpt.origin, side, path, len(tokens), side,
                                               table.shape[0]))
     # NeurST's encode() appends EOS to every source; decoding starts at BOS
     # (or EOS with target_begin_of_sentence: eos).
     return Transformer(
         encoder=encoder, decoder=decoder, source_embedding=src_table, target_embedding=trg_table,
-        output_weight=output, output_bias=bias, epsilon=enc["layer_postprocess_epsilon"],
-        source_vocabulary=src_tokens, target_vocabulary=trg_tokens, unk_token=trg_special["unk"],
-        start_token=trg_special[begin], eos_token=trg_special["eos"], add_source_eos=True,
-        origin=origin)
+        output_weight=output, output_bias=bias,
+        epsilon=stacks["encoder"]["layer_postprocess_epsilon"],
+        source_vocabulary=vocabularies["source"][0], target_vocabulary=vocabularies["target"][0],
+        unk_token=trg_special["unk"], start_token=trg_special[begin],
+        eos_token=trg_special["eos"], add_source_eos=True, origin=ckpt.origin)

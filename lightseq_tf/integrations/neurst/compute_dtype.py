@@ -3,21 +3,24 @@
 NeurST's CLI (`neurst-run` / `python -m neurst.cli.run_exp`, and
 `neurst.cli.cascade_st`) computes in float16 (Keras' mixed_float16) unless
 `--dtype` (or `dtype:` in a config file) says otherwise: the right default on
-a GPU, which is what NeurST was written for. On a CPU it is the wrong one:
-TensorFlow's CPU kernels have no fast float16 path on x86 CPUs without
-AVX512-FP16 / AMX-FP16, and oneDNN runs its reference (scalar) inner product
-for NeurST's float16 output projection (`ONEDNN_VERBOSE`:
-`inner_product,ref:any ... src:f16`, 1.4 s per call for 256 x 128 x 6141 on
-the 2-core AMD EPYC, AVX-512 with BF16 but not FP16, where the demo runs).
-There NeurST's beam search over the demo's 64 dev sentences took 58 s in
-float16 against 3.96 s in float32, with or without our layers.
+a GPU, which is what NeurST was written for, and the wrong one on a CPU,
+where TensorFlow has no fast float16 GEMM on most x86 CPUs. Measured with
+NeurST's own beam search over the demo's dev set
+(benchmarks/cpu_neurst_decode_dtype.py): on our 2-core AMD EPYC (AVX-512
+with BF16, no FP16) native NeurST searches 1.7x (64 sentences) to 2.0x
+(500) longer in float16 than in float32; issue 19 reports 15x on another
+machine of this kind (58 s against 3.96 s for 64 sentences), where oneDNN
+ran its reference (scalar) float16 inner product for the output projection
+(1.4 s a call). With our layers float16 is no faster on the CPU either
+(1.0-1.25x float32's time), and it rounds differently (BLEU 26.56 against
+26.66).
 
 So where no GPU is visible, an unset dtype means float32, and one warning
 says so. Everything else is NeurST's: with a GPU visible the default stays
 float16, and an explicit choice always wins, NeurST's own (`--dtype`,
 `dtype:` in a config file) or LIGHTSEQ_TF_NEURST_DTYPE=float16|float32 (the
 default dtype, with or without a GPU). The hook installs this whether or not
-our layers are swapped in: NeurST's float16 is as slow on a CPU without us.
+our layers are swapped in: NeurST's float16 is slow on a CPU without us too.
 
 How: NeurST's flag parser fills an unset flag from the flag's default, so the
 `dtype` flag is defined without one (unset arrives as None), and
@@ -48,9 +51,9 @@ def default_dtype(env=None, gpu_visible=None):
         return value, "%s=%s" % (ENV, value)
     if _gpu_visible() if gpu_visible is None else gpu_visible:
         return NEURST_DEFAULT, "NeurST's default: a GPU is visible"
-    return "float32", ("no GPU is visible, and TensorFlow's float16 CPU kernels are slow "
-                       "(unoptimized) where NeurST's default float16 would run; --dtype "
-                       "float16 or %s=float16 keeps float16" % ENV)
+    return "float32", ("no GPU is visible: NeurST's default float16 is slow on a CPU, where "
+                       "TensorFlow has no fast float16 GEMM; --dtype float16 or %s=float16 "
+                       "keeps float16" % ENV)
 
 
 def patch_flags_core(module):

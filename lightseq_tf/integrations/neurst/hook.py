@@ -100,7 +100,7 @@ def install(env=None):
         patches = swaps.patches(native)
         if native:
             reason += "; %s_NATIVE=%s" % (ENV, ",".join(native))
-    # On or off: NeurST's float16 default is as slow on a CPU without our layers.
+    # On or off: NeurST's float16 default is slow on a CPU without our layers too.
     patches = compute_dtype.add_patches(patches)
     imports = compat.NeurSTImports()
     sys.meta_path.insert(0, NeurSTFinder(imports, patches))
