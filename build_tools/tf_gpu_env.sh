@@ -317,9 +317,17 @@ install() {
   log "install done in $((SECONDS - t0)) s"
 }
 
+machine_cuda() {  # the machine's CUDA toolkit root
+  if [ -x /usr/local/cuda/bin/nvcc ]; then
+    readlink -f /usr/local/cuda
+  else
+    dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")"
+  fi
+}
+
 write_env() {
   local cuda_home
-  cuda_home="$(dirname "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")")"
+  cuda_home="$(machine_cuda)"
   mkdir -p "$ROOT/hook" "$ROOT/nvcache"
   # What the installed package's .pth does: arm the NeurST hook in every process.
   echo "import lightseq_tf_neurst_hook; lightseq_tf_neurst_hook.install()" > "$ROOT/hook/sitecustomize.py"
@@ -345,7 +353,10 @@ build_ops() {
   . "$ROOT/env.sh"
   cd "$here"
   rm -f lightseq_tf/_lightseq_ops*.so
+  # The machine's own toolkit (CUDA 13 there; build.py would otherwise look
+  # for TF's CUDA 12 first). CI's CUDA 12.4 build is what `use-so` runs.
   LIGHTSEQ_TF_CUDA=1 LIGHTSEQ_TF_CUDA_ARCHS="${LIGHTSEQ_TF_CUDA_ARCHS:-90}" \
+    LIGHTSEQ_TF_CUDA_HOME="${LIGHTSEQ_TF_CUDA_HOME:-$(machine_cuda)}" \
     LIGHTSEQ_TF_JOBS="${LIGHTSEQ_TF_JOBS:-$(nproc)}" "$PY" -m build_tools.build --inplace
   "$PY" "$here/build_tools/tf_gpu/cuda_libs.py" --check-ops || [ "${TFGPU_DRY_RUN:-0}" = 1 ]
 }

@@ -27,11 +27,15 @@ def runs(tmp_path_factory):
         init = demo.make_initial_checkpoint(configs["train"], os.path.join(work, "init"))
         trained = {name: demo.train(name, name == "accelerated", configs, work, init)
                    for name in ("accelerated", "native")}
-        # NeurST's own sensitivity to rounding: native again with oneDNN's
-        # GEMMs off (other, equally valid float32 rounding).
-        with pytest.MonkeyPatch.context() as rounding:
-            rounding.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-            trained["native_rounded"] = demo.train("native_rounded", False, configs, work, init)
+        # NeurST's own sensitivity to rounding: native again with other,
+        # equally valid float32 rounding: oneDNN's GEMMs off, and one intra-op
+        # thread (other reduction splits). One variant alone under-estimated
+        # it: over two CI-like runs its drift peaked at 0.11 % and 0.69 %.
+        for variant, env_var, value in (("native_rounded", "TF_ENABLE_ONEDNN_OPTS", "0"),
+                                        ("native_one_thread", "TF_NUM_INTRAOP_THREADS", "1")):
+            with pytest.MonkeyPatch.context() as rounding:
+                rounding.setenv(env_var, value)
+                trained[variant] = demo.train(variant, False, configs, work, init)
         yield configs, trained
 
 
@@ -40,14 +44,16 @@ def test_losses_track(runs):
     float32 rounding at first; later, training amplifies rounding
     differences chaotically (native NeurST against itself with other GEMM
     rounding drifts by ~0.5 % within 100 steps here), so the accelerated run
-    must stay as close to native as native's own rounding variant does."""
+    must stay as close to native as native's own rounding variants do."""
     _, trained = runs
-    acc, nat, nat2 = (trained[n]["losses"] for n in ("accelerated", "native", "native_rounded"))
-    assert sorted(acc) == sorted(nat) == sorted(nat2) and max(acc) == STEPS, (acc, nat)
+    acc, nat = trained["accelerated"]["losses"], trained["native"]["losses"]
+    variants = [trained[n]["losses"] for n in ("native_rounded", "native_one_thread")]
+    assert all(sorted(v) == sorted(acc) for v in variants + [nat]) and max(acc) == STEPS, \
+        (acc, nat)
     rel = {s: abs(acc[s] / nat[s] - 1) for s in acc}
-    rel_native = {s: abs(nat2[s] / nat[s] - 1) for s in acc}
+    rel_native = {s: max(abs(v[s] / nat[s] - 1) for v in variants) for s in acc}
     print("relative loss differences, accelerated vs native:", rel)
-    print("                          native variant vs native:", rel_native)
+    print("               native variants vs native (max):", rel_native)
     first = min(acc)
     assert rel[first] <= 1e-5, rel
     assert max(rel.values()) <= 4 * max(rel_native.values()) + 1e-4, (rel, rel_native)
