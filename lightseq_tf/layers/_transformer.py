@@ -169,7 +169,7 @@ class TransformerLayerBase(keras.layers.Layer):
         past = cache.get("self_attention")
         if past is None or set(past) != {"keys", "values"}:
             raise ValueError('cache["self_attention"] must hold "keys" and "values" '
-                             "(create_decoding_internal_cache)")
+                             "(create_decoding_internal_cache / create_internal_cache)")
         c = self.config
         want = [None, None, c.nhead, c.hidden_size // c.nhead]
         checks = []
